@@ -1,0 +1,200 @@
+"""Model folders: weights in safetensors (no pickle: a checkpoint cannot run code) and a
+JSON card (config, vocabularies, languages, training data and time, curves, metrics).
+
+    checkpoints/en-fr-additive/
+        model.safetensors   weights (fp16 storage by default, loaded as fp32)
+        card.json           {"format": "attnviz-model", "version": 1, "config": {...},
+                             "source_lang": "en", "target_lang": "fr", "lowercase": false,
+                             "src_vocab": [...], "tgt_vocab": [...], "metrics": {...}, ...}
+
+Loading rebuilds the model exactly from the card's config (nanoGPT's ``model_args``) and
+refuses, with a message naming the file and what is wrong, anything that does not fit.
+Writes are atomic: a kill at any moment leaves the previous version or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from attnviz.model.config import ModelConfig
+from attnviz.model.seq2seq import Seq2Seq
+from attnviz.model.vocab import Vocab, VocabError
+
+FORMAT = "attnviz-model"
+VERSION = 1
+WEIGHTS = "model.safetensors"
+CARD = "card.json"
+
+
+class CheckpointError(ValueError):
+    """A model folder cannot be loaded; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Seq2Seq  # in eval mode, on the requested device
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+    card: dict[str, Any]
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name") or self.path.name)
+
+    @property
+    def source_lang(self) -> str:
+        return str(self.card["source_lang"])
+
+    @property
+    def target_lang(self) -> str:
+        return str(self.card["target_lang"])
+
+    @property
+    def lowercase(self) -> bool:
+        return bool(self.card.get("lowercase", False))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_card(directory: Path, card: dict[str, Any]) -> None:
+    text = json.dumps(card, indent=1, ensure_ascii=False) + "\n"
+    atomic_write_bytes(directory / CARD, text.encode("utf-8"))
+
+
+def save_checkpoint(
+    directory: Path,
+    model: Seq2Seq,
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+    card: dict[str, Any],
+    *,
+    half: bool = True,
+) -> None:
+    """Write weights and card into ``directory`` (each file atomically; weights first).
+
+    ``card`` holds everything else worth keeping (languages, data, curves, metrics); the
+    config and the vocabularies are added here so they always match the weights.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    dtype = torch.float16 if half else torch.float32
+    state = {
+        k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+        for k, v in model.state_dict().items()
+    }
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{WEIGHTS}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"format": FORMAT, "version": str(VERSION)})
+        os.replace(tmp, directory / WEIGHTS)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    full = {
+        **card,
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.config.to_dict(),
+        "parameters": model.num_parameters(),
+        "src_vocab": list(src_vocab.tokens),
+        "tgt_vocab": list(tgt_vocab.tokens),
+    }
+    write_card(directory, full)
+
+
+def read_card(directory: Path) -> dict[str, Any]:
+    """The card of a model folder, validated (format, version, required fields)."""
+    path = directory / CARD
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: not a model folder (no such directory)")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (a model folder needs {CARD} and {WEIGHTS})")
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{path}: not UTF-8 text ({e.reason})") from e
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from e
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    if card.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: format {card.get('format')!r}, expected {FORMAT!r}")
+    if card.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path}: version {card.get('version')!r} is not supported by this attnviz "
+            f"(it reads version {VERSION}); retrain or convert the model"
+        )
+    for key in ("config", "src_vocab", "tgt_vocab", "source_lang", "target_lang"):
+        if key not in card:
+            raise CheckpointError(f"{path}: the field {key!r} is missing")
+    return card
+
+
+def load_checkpoint(directory: Path | str, device: torch.device | str = "cpu") -> LoadedModel:
+    """Rebuild the model of a folder from its card and load its weights."""
+    directory = Path(directory)
+    card = read_card(directory)
+    card_path = directory / CARD
+    try:
+        config = ModelConfig.from_dict(card["config"])
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{card_path}: bad config: {e}") from e
+    try:
+        src_vocab = Vocab(card["src_vocab"])
+        tgt_vocab = Vocab(card["tgt_vocab"])
+    except (VocabError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{card_path}: bad vocabulary: {e}") from e
+    if len(src_vocab) != config.src_vocab_size or len(tgt_vocab) != config.tgt_vocab_size:
+        raise CheckpointError(
+            f"{card_path}: vocabulary sizes ({len(src_vocab)}, {len(tgt_vocab)}) do not match "
+            f"the config ({config.src_vocab_size}, {config.tgt_vocab_size})"
+        )
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing")
+    try:
+        state = load_file(weights, device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from e
+    model = Seq2Seq(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights}: weights do not fit the config (missing: {missing[:5]}, "
+            f"unexpected: {unexpected[:5]})"
+        )
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise CheckpointError(
+                f"{weights}: {key} has shape {tuple(tensor.shape)}, the config gives "
+                f"{tuple(expected[key].shape)}"
+            )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{weights}: {key} holds NaN or infinite values")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    model.to(device).eval()
+    return LoadedModel(model, src_vocab, tgt_vocab, card, directory)
