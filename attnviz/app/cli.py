@@ -38,6 +38,62 @@ def _corpus_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from attnviz.model.train import TrainConfig, config_from_args, train
+
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    try:
+        cfg = config_from_args(values)
+        progress = train(cfg, resume=args.resume, progress_bar=not args.quiet)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"attnviz train: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"done: {progress.step} steps, best valid BLEU {progress.best_bleu:.2f}, "
+        f"{progress.seconds / 60:.1f} min -> {cfg.out}"
+    )
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Options come from TrainConfig's fields, so they are written down once."""
+    from dataclasses import MISSING, fields
+
+    from attnviz.model.attention import ATTENTIONS
+    from attnviz.model.train import TrainConfig
+
+    p = sub.add_parser("train", help="train a model (also under torchrun for several processes)")
+    choices: dict[str, list[str]] = {
+        "attention": sorted(ATTENTIONS),
+        "decoder_style": ["bahdanau", "luong"],
+        "rnn_type": ["gru", "lstm"],
+        "source_lang": ["en", "fr"],
+        "target_lang": ["en", "fr"],
+    }
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        required = f.default is MISSING
+        default = None if required else f.default
+        if isinstance(default, bool):
+            p.add_argument(flag, dest=f.name, action="store_true", help=f"(default {default})")
+            continue
+        kind = type(default) if default is not None else str
+        p.add_argument(
+            flag,
+            dest=f.name,
+            type=kind,
+            default=default,
+            required=required,
+            choices=choices.get(f.name),
+            help=None if required else f"(default {default!r})",
+        )
+    p.add_argument("--resume", action="store_true", help="continue from the saved state")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_train)
+
+
 def _serve(args: argparse.Namespace) -> int:
     checkpoints = sorted(p.name for p in Path("checkpoints").glob("*/") if p.is_dir())
     print("The attnviz service is not built yet (see the open issues).")
@@ -65,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("dir", type=Path, help="corpus directory (train/valid/test.tsv)")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=_corpus_stats)
+
+    _add_train(sub)
 
     serve = sub.add_parser("serve", help="start the web service")
     serve.set_defaults(handler=_serve)

@@ -239,8 +239,10 @@ class _Builder:
             if obj is not None and isinstance(obj.head, Pronoun):
                 complements.append(self.pronoun(obj.head, obj.head_id, case="acc"))
             elif obj is not None:
-                obj_np = self.noun_phrase(obj, negated_object=negated)
                 prep = v.en_prep if en else v.fr_prep
+                # ne ... pas de pomme: only a French direct object loses its article
+                direct = v.frame != "prep" or not prep
+                obj_np = self.noun_phrase(obj, negated_object=negated and (en or direct))
                 if v.frame == "prep" and prep:
                     preps = (self.w(rb.P(p), clause.prep_id) for p in prep.split())
                     complements.append(rb.PP(*preps, obj_np))
@@ -326,9 +328,13 @@ class _Builder:
 
 
 # ---------------------------------------------------------------------- realising
+_VOWEL = "aeiouyàâäéèêëîïôöûüœ"
+
+
 def _fix_french(text: str) -> str:
-    # pyrealb misses the elision in "que est-ce que"
-    return re.sub(r"\b([Qq])ue est-ce\b", r"\1u'est-ce", text)
+    """Mend two elisions pyrealb misses: "que est-ce" and "en train de attaquer"."""
+    text = re.sub(r"\b([Qq])ue est-ce\b", r"\1u'est-ce", text)
+    return re.sub(rf"\ben train de (?=[{_VOWEL}])", "en train d'", text, flags=re.I)
 
 
 def _labels(tagged: str) -> tuple[str, list[int], list[int]]:

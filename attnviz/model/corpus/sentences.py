@@ -279,7 +279,7 @@ class Sampler:
         )[0]
         negation = None
         if rng.random() < 0.2:
-            negation = "never" if rng.random() < 0.3 else "not"
+            negation = "never" if rng.random() < 0.55 else "not"
         question: Question | None = None
         if allow_question and rng.random() < 0.24:
             question = rng.choices(
@@ -346,11 +346,25 @@ class Sampler:
             and modal is None
             and tense in ("present", "past", "future")
             and negation != "never"
+            and subj.coordinated is None  # pyrealb drops a coordinated agent's "by"
             and rng.random() < 0.16
         ):
             passive = True
-        if question == "who" and (subj.cls != "person" or passive):
+        # "who" replaces the subject, which must then be one person (not "Who are eating?")
+        if question == "who" and (
+            subj.cls != "person"
+            or passive
+            or subj.number == "p"
+            or subj.coordinated is not None
+            or isinstance(subj.head, Pronoun)
+        ):
             question = "yes_no"
+        # English "never" goes before a simple verb only (never ate; not "never will eat",
+        # "never is eating" or "Never does she...?")
+        if negation == "never" and (
+            tense not in ("present", "past") or question is not None or modal is not None
+        ):
+            negation = "not"
         if question == "what" and (
             obj is None
             or frame != "tr"

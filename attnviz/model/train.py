@@ -1,0 +1,579 @@
+"""Training: ``attnviz train``.
+
+- Data: a generated corpus directory (train.tsv + valid.tsv) or a user corpus (TSV or
+  Moses files) with a held-out part taken for validation. Tokens are cached next to the
+  data (``.cache/``) so fourteen models do not tokenize the same corpus fourteen times.
+- Length-bucketed batches with masks, teacher forcing, Adam with gradient clipping,
+  linear warm-up then halving on a validation plateau, label smoothing, early stopping on
+  validation BLEU (sacrebleu), a tqdm bar showing loss and tokens/s.
+- Every validation writes the best model folder (safetensors + card) and the training
+  state (weights, optimizer, RNG, position in the data) atomically: ``--resume`` continues
+  from the last state, and a kill at any moment never leaves a broken file.
+- Several processes through ``torchrun`` (DDP; gloo on CPU, nccl on CUDA): each rank takes
+  every world-size-th batch, gradients are averaged, rank 0 validates and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import sacrebleu
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from attnviz.model.checkpoint import (
+    atomic_write_bytes,
+    read_card,
+    save_checkpoint,
+)
+from attnviz.model.config import ModelConfig
+from attnviz.model.corpus.readers import Pair, iter_pairs, read_tsv
+from attnviz.model.decoding import greedy_batch, pad_batch
+from attnviz.model.seq2seq import Seq2Seq
+from attnviz.model.tokenize import detokenize, tokenize
+from attnviz.model.vocab import BOS_ID, EOS_ID, PAD_ID, Vocab
+
+STATE_POINTER = "train_state.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; stored in the card and the resume state."""
+
+    data: str  # corpus directory, a .tsv file, or a Moses prefix
+    out: str  # model folder to write
+    source_lang: str = "en"
+    target_lang: str = "fr"
+    attention: str = "additive"
+    decoder_style: str = "bahdanau"
+    rnn_type: str = "gru"
+    emb_dim: int = 128
+    hidden_dim: int = 256
+    dropout: float = 0.1
+    attention_heads: int = 4
+    local_window: int = 3
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup_steps: int = 200
+    clip: float = 1.0
+    label_smoothing: float = 0.1
+    max_epochs: int = 10
+    max_minutes: float = 0.0  # 0 = no limit; the budget every bundled model gets
+    max_steps: int = 0  # 0 = no limit
+    valid_every: int = 1000  # steps between validations (and checkpoints)
+    valid_sentences: int = 500
+    patience: int = 4  # validations without a better BLEU before stopping
+    min_freq: int = 1
+    max_length: int = 80  # longer training pairs (tokens) are left out
+    lowercase: bool = False
+    seed: int = 1
+    device: str = "auto"
+    threads: int = 0  # 0 = torch's default
+    accumulate: int = 1  # gradient accumulation (micro-batches per optimizer step)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        langs = ("en", "fr")
+        if self.source_lang not in langs or self.target_lang not in langs:
+            raise ValueError(f"languages must be one of {langs}")
+        if self.source_lang == self.target_lang:
+            raise ValueError("source and target language must differ")
+        for name in ("batch_size", "valid_every", "max_epochs", "accumulate", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+    def model_config(self, src_vocab: int, tgt_vocab: int) -> ModelConfig:
+        return ModelConfig(
+            src_vocab_size=src_vocab,
+            tgt_vocab_size=tgt_vocab,
+            emb_dim=self.emb_dim,
+            hidden_dim=self.hidden_dim,
+            rnn_type=self.rnn_type,
+            decoder_style=self.decoder_style,
+            attention=self.attention,
+            attention_heads=self.attention_heads,
+            local_window=self.local_window,
+            dropout=self.dropout,
+            pad_id=PAD_ID,
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
+        )
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` = CUDA when present, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu" or name == "cuda" or name.startswith("cuda:"):
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
+        return torch.device(name)
+    raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
+
+
+# --------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class Example:
+    src: tuple[str, ...]
+    tgt: tuple[str, ...]
+    ref: str  # the target sentence as written, for BLEU
+
+
+def _cached_tokens(path: Path, texts: list[str], lang: str, lowercase: bool) -> list[list[str]]:
+    """Tokenize ``texts`` once; the cache is keyed by the file's size and mtime."""
+    st = path.stat()
+    key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    cache = path.parent / ".cache" / f"{path.name}.{lang}{'.lc' if lowercase else ''}.tok"
+    if cache.exists():
+        lines = cache.read_text(encoding="utf-8").split("\n")
+        if lines[0] == key and len(lines) - 1 == len(texts):
+            return [line.split(" ") if line else [] for line in lines[1:]]
+    tokens = [tokenize(t, lang, lowercase=lowercase) for t in texts]
+    body = "\n".join([key, *(" ".join(t) for t in tokens)])
+    with contextlib.suppress(OSError):  # a read-only corpus: no cache, still correct
+        atomic_write_bytes(cache, body.encode("utf-8"))
+    return tokens
+
+
+def _examples(pairs: list[Pair], path: Path, cfg: TrainConfig) -> list[Example]:
+    en_first = cfg.source_lang == "en"
+    src_text = [p.source if en_first else p.target for p in pairs]
+    tgt_text = [p.target if en_first else p.source for p in pairs]
+    src = _cached_tokens(path, src_text, cfg.source_lang, cfg.lowercase)
+    tgt = _cached_tokens(path, tgt_text, cfg.target_lang, cfg.lowercase)
+    return [Example(tuple(s), tuple(t), r) for s, t, r in zip(src, tgt, tgt_text, strict=True)]
+
+
+def load_data(cfg: TrainConfig) -> tuple[list[Example], list[Example], dict[str, Any]]:
+    """(train, valid, description of the data for the card)."""
+    data = Path(cfg.data)
+    meta: dict[str, Any] = {"path": str(data)}
+    if data.is_dir() and (data / "train.tsv").exists():
+        train_pairs = read_tsv(data / "train.tsv")
+        valid_pairs = read_tsv(data / "valid.tsv") if (data / "valid.tsv").exists() else []
+        train = _examples(train_pairs, data / "train.tsv", cfg)
+        valid = _examples(valid_pairs, data / "valid.tsv", cfg) if valid_pairs else []
+        if (data / "meta.json").exists():
+            meta["corpus"] = json.loads((data / "meta.json").read_text(encoding="utf-8"))
+    else:
+        pairs = list(iter_pairs(data))
+        path = data if data.is_file() else Path(str(data) + "." + cfg.source_lang)
+        every = _examples(pairs, path, cfg)
+        rng = random.Random(cfg.seed)
+        order = list(range(len(every)))
+        rng.shuffle(order)
+        n_valid = min(1000, max(1, len(every) // 50))
+        valid = [every[i] for i in order[:n_valid]]
+        train = [every[i] for i in order[n_valid:]]
+    if not valid:
+        valid = train[: min(200, len(train))]
+    before = len(train)
+    train = [e for e in train if 0 < len(e.src) <= cfg.max_length and len(e.tgt) <= cfg.max_length]
+    meta.update(train_pairs=len(train), valid_pairs=len(valid), dropped_long=before - len(train))
+    return train, valid, meta
+
+
+def make_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Shuffle, sort by length within chunks of 100 batches, cut into batches, shuffle."""
+    rng = random.Random(f"{seed}:{epoch}")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    chunk = batch_size * 100
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def tensors(
+    examples: Sequence[Example], src_vocab: Vocab, tgt_vocab: Vocab, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """src (B,S), src_mask (B,S), tgt_in (B,T) = bos + y, tgt_out (B,T) = y + eos."""
+    src, src_mask = pad_batch([src_vocab.encode(e.src) for e in examples], PAD_ID, device)
+    tgt_ids = [tgt_vocab.encode(e.tgt, add_eos=False) for e in examples]
+    tgt_in, _ = pad_batch([[BOS_ID, *t] for t in tgt_ids], PAD_ID, device)
+    tgt_out, _ = pad_batch([[*t, EOS_ID] for t in tgt_ids], PAD_ID, device)
+    return src, src_mask, tgt_in, tgt_out
+
+
+# ------------------------------------------------------------------- validation
+def translate_examples(
+    model: Seq2Seq,
+    examples: Sequence[Example],
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+    target_lang: str,
+    batch_size: int = 100,
+) -> list[str]:
+    """Greedy translations of ``examples``, detokenized, in order."""
+    out: list[str] = [""] * len(examples)
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].src))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        sources = [src_vocab.encode(examples[i].src) for i in idx]
+        results = greedy_batch(model, sources, max_length=2 * max(map(len, sources)) + 10)
+        for i, r in zip(idx, results, strict=True):
+            out[i] = detokenize(tgt_vocab.decode(r.best.token_ids), target_lang)
+    return out
+
+
+def validate(
+    model: Seq2Seq, valid: Sequence[Example], src_vocab: Vocab, tgt_vocab: Vocab, lang: str
+) -> float:
+    was_training = model.training
+    model.eval()
+    hyps = translate_examples(model, valid, src_vocab, tgt_vocab, lang)
+    model.train(was_training)
+    return float(sacrebleu.corpus_bleu(hyps, [[e.ref for e in valid]]).score)
+
+
+# ------------------------------------------------------------------------ state
+@dataclass
+class Progress:
+    """Where training is; saved with every checkpoint, restored by ``--resume``."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of this epoch already consumed (all ranks)
+    best_bleu: float = -1.0
+    bad_validations: int = 0
+    seconds: float = 0.0
+    tokens: int = 0
+    lr_scale: float = 1.0
+    batches_per_epoch: int = 0
+    curve: list[dict[str, float]] = field(default_factory=list)
+    done: bool = False
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    flat: dict[str, Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, Tensor):
+                flat[f"optim.{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    return flat, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, flat: dict[str, Tensor], meta: Any) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in flat.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for pid, sc in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(sc)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_state(
+    out: Path,
+    model: Seq2Seq,
+    opt: torch.optim.Optimizer,
+    progress: Progress,
+    cfg: TrainConfig,
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+) -> None:
+    """Write the resume state to a fresh folder, then switch the pointer file to it."""
+    folder = out / f".state-{progress.step}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    flat, opt_meta = _flatten_optimizer(opt)
+    tensors_out = {
+        f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+    }
+    tensors_out.update(flat)
+    tensors_out["rng.torch"] = torch.get_rng_state()
+    save_file(tensors_out, folder / "state.safetensors")
+    meta = {
+        "progress": asdict(progress),
+        "train_config": asdict(cfg),
+        "optimizer": opt_meta,
+        "src_vocab": list(src_vocab.tokens),
+        "tgt_vocab": list(tgt_vocab.tokens),
+        "rng_python": random.getstate()[1],
+    }
+    (folder / "state.json").write_text(json.dumps(meta), encoding="utf-8")
+    pointer = {"folder": folder.name, "step": progress.step}
+    atomic_write_bytes(out / STATE_POINTER, json.dumps(pointer).encode("utf-8"))
+    for old in out.glob(".state-*"):  # older states are no longer pointed at
+        if old.name != folder.name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_state(out: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    pointer_path = out / STATE_POINTER
+    if not pointer_path.exists():
+        raise FileNotFoundError(f"{pointer_path}: no training state to resume from")
+    try:
+        pointer = json.loads(pointer_path.read_text(encoding="utf-8"))
+        folder = out / pointer["folder"]
+        meta = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        flat = load_file(folder / "state.safetensors")
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{pointer_path}: the training state cannot be read ({e})") from e
+    return flat, meta
+
+
+# ------------------------------------------------------------------------- main
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress_bar: bool = True) -> Progress:
+    """Train (or resume) a model as ``cfg`` says; returns where it ended."""
+    rank, world = _dist_info()
+    device = resolve_device(cfg.device)
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    train_set, valid_set, data_meta = load_data(cfg)
+    flat: dict[str, Tensor] = {}
+    meta: dict[str, Any] = {}
+    if resume:
+        flat, meta = load_state(out)
+        src_vocab, tgt_vocab = Vocab(meta["src_vocab"]), Vocab(meta["tgt_vocab"])
+    else:
+        src_vocab = Vocab.build((e.src for e in train_set), min_freq=cfg.min_freq)
+        tgt_vocab = Vocab.build((e.tgt for e in train_set), min_freq=cfg.min_freq)
+    model = Seq2Seq(cfg.model_config(len(src_vocab), len(tgt_vocab))).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    progress = Progress()
+    if resume:
+        model.load_state_dict({k[6:]: v for k, v in flat.items() if k.startswith("model.")})
+        _restore_optimizer(opt, flat, meta["optimizer"])
+        progress = Progress(**meta["progress"])
+        torch.set_rng_state(flat["rng.torch"])
+        state = meta["rng_python"]
+        random.setstate((3, tuple(state), None))
+        if progress.done:
+            return progress
+    ddp: nn.Module = model
+    if world > 1:
+        ddp = nn.parallel.DistributedDataParallel(model)
+    loss_fn = nn.CrossEntropyLoss(
+        ignore_index=PAD_ID, label_smoothing=cfg.label_smoothing, reduction="sum"
+    )
+    src_lengths = [len(e.src) for e in train_set]
+    valid_subset = valid_set[: cfg.valid_sentences]
+    card_base = {
+        "name": cfg.name or out.name,
+        "source_lang": cfg.source_lang,
+        "target_lang": cfg.target_lang,
+        "lowercase": cfg.lowercase,
+        "architecture": f"bi-{cfg.rnn_type} encoder, {cfg.decoder_style} GRU decoder",
+        "data": data_meta,
+        "train_config": asdict(cfg),
+    }
+    started = time.perf_counter() - progress.seconds
+    is_main = rank == 0
+    bar = tqdm(
+        total=cfg.max_steps or None,
+        initial=progress.step,
+        disable=not (progress_bar and is_main),
+        unit="step",
+        dynamic_ncols=True,
+    )
+    model.train()
+
+    def lr_at(step: int) -> float:
+        warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+        return cfg.lr * warm * progress.lr_scale
+
+    def stop_now() -> bool:
+        minutes = (time.perf_counter() - started) / 60
+        over = (cfg.max_minutes and minutes >= cfg.max_minutes) or (
+            cfg.max_steps and progress.step >= cfg.max_steps
+        )
+        return bool(over)
+
+    window_loss = 0.0
+    window_tokens = 0
+    window_start = time.perf_counter()
+    limit = early = False  # limit: a step/time budget ran out; early: no more progress
+    while progress.epoch < cfg.max_epochs and not (limit or early):
+        batches = make_batches(src_lengths, cfg.batch_size, cfg.seed, progress.epoch)
+        progress.batches_per_epoch = len(batches)
+        # every rank sees the same list and takes its share of each group of world batches
+        group = world * cfg.accumulate
+        while progress.batch_in_epoch + group <= len(batches):
+            mine = batches[progress.batch_in_epoch : progress.batch_in_epoch + group]
+            mine = mine[rank * cfg.accumulate : (rank + 1) * cfg.accumulate]
+            for g in opt.param_groups:
+                g["lr"] = lr_at(progress.step)
+            opt.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for micro in mine:
+                src, src_mask, tgt_in, tgt_out = tensors(
+                    [train_set[i] for i in micro], src_vocab, tgt_vocab, device
+                )
+                logits, _ = ddp(src, src_mask, tgt_in)  # (B, T, V)
+                n_tokens = int((tgt_out != PAD_ID).sum())
+                loss = loss_fn(logits.reshape(-1, logits.size(-1)), tgt_out.reshape(-1))
+                (loss / n_tokens / cfg.accumulate).backward()
+                step_loss += loss.item() / n_tokens / cfg.accumulate
+                window_tokens += n_tokens
+                progress.tokens += n_tokens
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            progress.step += 1
+            progress.batch_in_epoch += group
+            window_loss += step_loss
+            if is_main:
+                bar.update(1)
+                if progress.step % 20 == 0:
+                    rate = window_tokens * world / max(1e-9, time.perf_counter() - window_start)
+                    bar.set_postfix(
+                        epoch=progress.epoch + 1,
+                        loss=f"{window_loss / 20:.3f}",
+                        tok_s=f"{rate:,.0f}",
+                    )
+                    window_loss, window_tokens = 0.0, 0
+                    window_start = time.perf_counter()
+            limit = stop_now()
+            if progress.step % cfg.valid_every == 0 or limit:
+                early = _validate_and_save(
+                    cfg, model, opt, progress, valid_subset, src_vocab, tgt_vocab,
+                    card_base, started, step_loss, is_main, world,
+                )  # fmt: skip
+            if limit or early:
+                break
+        if not (limit or early):
+            progress.epoch += 1
+            progress.batch_in_epoch = 0
+    if not (limit or early) and (not progress.curve or progress.curve[-1]["step"] != progress.step):
+        _validate_and_save(
+            cfg, model, opt, progress, valid_subset, src_vocab, tgt_vocab,
+            card_base, started, 0.0, is_main, world,
+        )  # fmt: skip
+    # finished for good (resume does nothing) unless a step or time budget cut it short
+    progress.done = not limit
+    if is_main:
+        save_state(out, model, opt, progress, cfg, src_vocab, tgt_vocab)
+    bar.close()
+    return progress
+
+
+def _validate_and_save(
+    cfg: TrainConfig,
+    model: Seq2Seq,
+    opt: torch.optim.Optimizer,
+    progress: Progress,
+    valid: Sequence[Example],
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+    card_base: dict[str, Any],
+    started: float,
+    last_loss: float,
+    is_main: bool,
+    world: int,
+) -> bool:
+    """Validate on rank 0, keep the best model, write the state; True = stop early."""
+    out = Path(cfg.out)
+    stop = torch.zeros(1)
+    if world > 1:  # log the loss of the whole step, not rank 0's share
+        shared = torch.tensor([last_loss])
+        dist.all_reduce(shared)
+        last_loss = float(shared[0]) / world
+    if is_main:
+        bleu = validate(model, valid, src_vocab, tgt_vocab, cfg.target_lang)
+        progress.seconds = time.perf_counter() - started
+        progress.curve.append(
+            {
+                "step": progress.step,
+                "epoch": round(
+                    progress.epoch + progress.batch_in_epoch / max(1, progress.batches_per_epoch), 3
+                ),
+                "loss": round(last_loss, 4),
+                "valid_bleu": round(bleu, 2),
+                "seconds": round(progress.seconds, 1),
+            }
+        )
+        if bleu > progress.best_bleu:
+            progress.best_bleu = bleu
+            progress.bad_validations = 0
+            card = {
+                **card_base,
+                "training_seconds": round(progress.seconds, 1),
+                "steps": progress.step,
+                "tokens": progress.tokens,
+                "valid_bleu": round(bleu, 2),
+                "curve": progress.curve,
+            }
+            save_checkpoint(out, model, src_vocab, tgt_vocab, card)
+        else:
+            progress.bad_validations += 1
+            if progress.bad_validations % 2 == 0:
+                progress.lr_scale /= 2  # plateau: halve the learning rate
+            _update_curve(out, progress)
+        tqdm.write(
+            f"step {progress.step}: loss {last_loss:.3f} valid BLEU {bleu:.2f} "
+            f"(best {progress.best_bleu:.2f}) {progress.seconds / 60:.1f} min"
+        )
+        if progress.bad_validations >= cfg.patience:
+            stop[0] = 1
+        save_state(out, model, opt, progress, cfg, src_vocab, tgt_vocab)
+    if world > 1:
+        dist.broadcast(stop, 0)
+        # every rank follows rank 0's learning-rate decisions
+        scale = torch.tensor([progress.lr_scale])
+        dist.broadcast(scale, 0)
+        progress.lr_scale = float(scale[0])
+    return bool(stop[0])
+
+
+def _update_curve(out: Path, progress: Progress) -> None:
+    """Keep the best model's card showing the whole curve, not only up to its step."""
+    from attnviz.model.checkpoint import write_card
+
+    try:
+        card = read_card(out)
+    except ValueError:
+        return
+    card["curve"] = progress.curve
+    card["training_seconds"] = round(progress.seconds, 1)
+    write_card(out, card)
+
+
+def config_from_args(values: dict[str, Any]) -> TrainConfig:
+    """Build a TrainConfig from CLI values, rejecting unknown keys with the valid ones."""
+    valid = TrainConfig.field_names()
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown training option(s) {unknown}; valid: {', '.join(valid)}")
+    return TrainConfig(**values)

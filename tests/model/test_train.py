@@ -1,0 +1,149 @@
+"""Training on a real (small) generated corpus: resume, DDP, checkpoints, early stop."""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from attnviz.app.cli import main
+from attnviz.model.checkpoint import CheckpointError, load_checkpoint
+from attnviz.model.train import TrainConfig, config_from_args, make_batches, train
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "data" / "sample"
+
+
+def tiny(out: Path, **kw: object) -> TrainConfig:
+    base = TrainConfig(
+        data=str(SAMPLE),
+        out=str(out),
+        emb_dim=16,
+        hidden_dim=16,
+        batch_size=16,
+        valid_every=6,
+        valid_sentences=20,
+        max_steps=12,
+        dropout=0.0,
+        threads=1,
+        seed=3,
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    pointer = json.loads((folder / "train_state.json").read_text())
+    flat = load_file(folder / pointer["folder"] / "state.safetensors")
+    return {k: v for k, v in flat.items() if k.startswith("model.")}
+
+
+def test_batches_are_length_bucketed_and_deterministic() -> None:
+    lengths = [i % 37 + 1 for i in range(5000)]
+    a = make_batches(lengths, 50, seed=1, epoch=0)
+    assert a == make_batches(lengths, 50, seed=1, epoch=0)
+    assert a != make_batches(lengths, 50, seed=1, epoch=1)
+    assert sorted(i for b in a for i in b) == list(range(5000))
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in a) / len(a)
+    assert spread < 3  # sorted within chunks: a batch holds sentences of similar length
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path: Path) -> None:
+    # dropout on, so the restored RNG state matters too
+    straight = tiny(tmp_path / "straight", dropout=0.2)
+    train(straight, progress_bar=False)
+    interrupted = tiny(tmp_path / "resumed", dropout=0.2, max_steps=6)
+    first = train(interrupted, progress_bar=False)
+    assert first.step == 6
+    second = train(replace(interrupted, max_steps=12), resume=True, progress_bar=False)
+    assert second.step == 12
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    card = json.loads((tmp_path / "resumed" / "card.json").read_text())
+    assert [c["step"] for c in card["curve"]] == [6, 12]
+
+
+def test_the_model_learns_and_the_card_describes_it(tmp_path: Path) -> None:
+    cfg = tiny(tmp_path / "m", max_steps=40, valid_every=20, emb_dim=32, hidden_dim=32)
+    progress = train(cfg, progress_bar=False)
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    losses = [c["loss"] for c in card["curve"]]
+    assert losses[-1] < losses[0]
+    assert card["source_lang"] == "en" and card["target_lang"] == "fr"
+    assert card["data"]["corpus"]["seed"] == 1
+    assert card["training_seconds"] > 0 and card["parameters"] > 0
+    assert progress.best_bleu >= 0
+    loaded = load_checkpoint(tmp_path / "m")
+    assert loaded.model.config.attention == "additive"
+
+
+def test_corrupted_and_incompatible_checkpoints_are_refused(tmp_path: Path) -> None:
+    train(tiny(tmp_path / "m", max_steps=6), progress_bar=False)
+    folder = tmp_path / "m"
+    weights_file = folder / "model.safetensors"
+    good = weights_file.read_bytes()
+    weights_file.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors"):
+        load_checkpoint(folder)
+    weights_file.write_bytes(good)
+    card = json.loads((folder / "card.json").read_text())
+    (folder / "card.json").write_text(json.dumps({**card, "version": 99}))
+    with pytest.raises(CheckpointError, match=r"card\.json: version 99"):
+        load_checkpoint(folder)
+    cfg = {**card["config"], "hidden_dim": 32}
+    (folder / "card.json").write_text(json.dumps({**card, "config": cfg}))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: .* shape"):
+        load_checkpoint(folder)
+    (folder / "card.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"card\.json: not valid JSON"):
+        load_checkpoint(folder)
+    (folder / "card.json").unlink()
+    with pytest.raises(CheckpointError, match=r"card\.json: missing"):
+        load_checkpoint(folder)
+
+
+def test_unknown_option_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="valid: data, out"):
+        config_from_args({"data": "x", "out": "y", "lerning_rate": 1})
+    with pytest.raises(ValueError, match="unknown attention"):
+        train(TrainConfig(data=str(SAMPLE), out="/nonexistent", attention="psychic", max_steps=1))
+
+
+def test_cli_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["train", "--data", str(SAMPLE), "--out", str(tmp_path / "m"), "--emb-dim", "8",
+            "--hidden-dim", "8", "--max-steps", "3", "--valid-every", "3",
+            "--valid-sentences", "5", "--attention", "dot", "--quiet",
+            "--threads", "1"]  # fmt: skip
+    assert main(args) == 0
+    assert "done: 3 steps" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "m").model.config.attention == "dot"
+    assert main(["train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
+    """2 ranks x 1 batch each == 1 process accumulating the same 2 batches."""
+    one = tiny(tmp_path / "one", accumulate=2, max_steps=4, valid_every=4)
+    train(one, progress_bar=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+        "--master_port=29533", "-m", "attnviz.app.cli", "train", "--data", str(SAMPLE),
+        "--out", str(tmp_path / "two"), "--emb-dim", "16", "--hidden-dim", "16",
+        "--batch-size", "16", "--valid-every", "4", "--valid-sentences", "20",
+        "--max-steps", "4", "--dropout", "0.0", "--threads", "1", "--seed", "3", "--quiet",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    card_one = json.loads((tmp_path / "one" / "card.json").read_text())
+    card_two = json.loads((tmp_path / "two" / "card.json").read_text())
+    assert card_one["curve"][-1]["loss"] == pytest.approx(card_two["curve"][-1]["loss"], abs=1e-4)
