@@ -94,6 +94,34 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(handler=_train)
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from attnviz.model.evaluate import evaluate_command
+
+    return evaluate_command(
+        args.model,
+        args.data,
+        limit=args.limit,
+        as_json=args.json,
+        write_card=args.write_card,
+        models_dir=args.models_dir,
+        device=args.device,
+    )
+
+
+def _add_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from attnviz.model.evaluate import DEFAULT_MODELS_DIR
+
+    p = sub.add_parser("evaluate", help="BLEU, chrF, AER and BLEU by length of a model")
+    p.add_argument("--model", required=True, help="model folder, or a name under --models-dir")
+    p.add_argument("--data", type=Path, required=True, help="TSV (with gold alignments for AER)")
+    p.add_argument("--limit", type=int, default=None, help="first N pairs only")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--write-card", action="store_true", help="store the metrics in the card")
+    p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.set_defaults(handler=_evaluate)
+
+
 def _serve(args: argparse.Namespace) -> int:
     checkpoints = sorted(p.name for p in Path("checkpoints").glob("*/") if p.is_dir())
     print("The attnviz service is not built yet (see the open issues).")
@@ -123,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.set_defaults(handler=_corpus_stats)
 
     _add_train(sub)
+    _add_evaluate(sub)
 
     serve = sub.add_parser("serve", help="start the web service")
     serve.set_defaults(handler=_serve)

@@ -97,6 +97,28 @@ class Decoder(nn.Module):
         weights (batch, heads, src_len) or None.
         """
         emb = self.dropout(self.embedding(prev_tokens))  # (batch, emb)
+        out, new_state, weights = self.advance(emb, state, keys, values, mask, step)
+        return self.project(out), new_state, weights
+
+    def project(self, out: Tensor) -> Tensor:
+        """Readout vectors (..., hidden) -> logits (..., tgt_vocab).
+
+        Teacher forcing projects every step at once: one large matrix product instead of
+        one per step (and one gradient instead of a sum of per-step gradients).
+        """
+        return self.output(self.dropout(out))
+
+    def advance(
+        self,
+        emb: Tensor,
+        state: DecoderState,
+        keys: Tensor,
+        values: Tensor,
+        mask: Tensor,
+        step: Tensor,
+    ) -> tuple[Tensor, DecoderState, Tensor | None]:
+        """One step up to the readout: emb (batch, emb) of the previous token, dropout
+        applied. Returns the readout (batch, hidden), the new state, the weights."""
         if self.style == "bahdanau":
             context, weights = self.attention(state.hidden, keys, values, mask, step=step)
             # context: (batch, key_dim)
@@ -109,5 +131,4 @@ class Decoder(nn.Module):
             context, weights = self.attention(hidden, keys, values, mask, step=step)
             out = torch.tanh(self.readout(torch.cat([context, hidden], dim=1)))  # (batch, hid)
             new_state = DecoderState(hidden=hidden, feed=out)
-        logits = self.output(self.dropout(out))  # (batch, tgt_vocab)
-        return logits, new_state, weights
+        return out, new_state, weights  # out: (batch, hidden)

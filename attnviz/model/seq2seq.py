@@ -119,7 +119,16 @@ class Seq2Seq(nn.Module):
         Returns logits (batch, tgt_vocab), the new state, and weights (batch, heads, src_len)
         or None.
         """
-        mask = enc.attn_mask  # (batch, mem_len)
+        mask = self._attention_mask(enc, blocked_mask)  # (batch, mem_len)
+        if isinstance(step_index, int):
+            step = torch.full_like(prev_tokens, step_index)  # (batch,)
+        else:
+            step = step_index
+        return self.decoder.step(prev_tokens, state, enc.keys, enc.values, mask, step)
+
+    def _attention_mask(self, enc: EncoderOutput, blocked_mask: Tensor | None) -> Tensor:
+        """Padding mask combined with the what-if blocked positions (batch, mem_len)."""
+        mask = enc.attn_mask
         if blocked_mask is not None and self.has_attention:
             if blocked_mask.shape != mask.shape:
                 raise ValueError(
@@ -127,11 +136,7 @@ class Seq2Seq(nn.Module):
                     f"got {tuple(blocked_mask.shape)}"
                 )
             mask = mask & ~blocked_mask.bool()
-        if isinstance(step_index, int):
-            step = torch.full_like(prev_tokens, step_index)  # (batch,)
-        else:
-            step = step_index
-        return self.decoder.step(prev_tokens, state, enc.keys, enc.values, mask, step)
+        return mask
 
     def forward(
         self,
@@ -149,16 +154,19 @@ class Seq2Seq(nn.Module):
         enc = self.encode(src, src_mask)
         state = self.init_state(enc)
         batch, tgt_len = tgt_in.shape
+        mask = self._attention_mask(enc, blocked_mask)  # (batch, mem_len)
         steps = torch.arange(tgt_len, device=tgt_in.device).unsqueeze(1).expand(tgt_len, batch)
-        logits: list[Tensor] = []
+        dec = self.decoder
+        emb = dec.dropout(dec.embedding(tgt_in))  # (batch, tgt_len, emb)
+        outs: list[Tensor] = []
         weights: list[Tensor] = []
         for t in range(tgt_len):
-            step_logits, state, step_weights = self.step(
-                tgt_in[:, t], state, enc, step_index=steps[t], blocked_mask=blocked_mask
+            out, state, step_weights = dec.advance(
+                emb[:, t], state, enc.keys, enc.values, mask, steps[t]
             )
-            logits.append(step_logits)  # (batch, tgt_vocab)
+            outs.append(out)  # (batch, hidden)
             if step_weights is not None:
                 weights.append(step_weights)  # (batch, heads, src_len)
-        all_logits = torch.stack(logits, dim=1)  # (batch, tgt_len, tgt_vocab)
+        all_logits = dec.project(torch.stack(outs, dim=1))  # (batch, tgt_len, tgt_vocab)
         attention = torch.stack(weights, dim=1) if weights else None
         return all_logits, attention  # attention: (batch, tgt_len, heads, src_len) | None

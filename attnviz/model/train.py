@@ -426,6 +426,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress_bar: bool = True) 
     window_tokens = 0
     window_start = time.perf_counter()
     limit = early = False  # limit: a step/time budget ran out; early: no more progress
+    step_loss = 0.0
     while progress.epoch < cfg.max_epochs and not (limit or early):
         batches = make_batches(src_lengths, cfg.batch_size, cfg.seed, progress.epoch)
         progress.batches_per_epoch = len(batches)
@@ -479,7 +480,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress_bar: bool = True) 
     if not (limit or early) and (not progress.curve or progress.curve[-1]["step"] != progress.step):
         _validate_and_save(
             cfg, model, opt, progress, valid_subset, src_vocab, tgt_vocab,
-            card_base, started, 0.0, is_main, world,
+            card_base, started, step_loss, is_main, world,
         )  # fmt: skip
     # finished for good (resume does nothing) unless a step or time budget cut it short
     progress.done = not limit

@@ -1,0 +1,544 @@
+"""Evaluate a trained model on a parallel test set: BLEU, chrF, AER, BLEU by length.
+
+    loaded = load_checkpoint("checkpoints/en-fr-additive")
+    pairs = list(iter_pairs("data/corpus/test.tsv"))     # english, french, gold alignment
+    result = evaluate(loaded, pairs)
+
+What is measured (``evaluate`` returns one JSON-ready dict):
+
+* ``bleu``, ``chrf``: sacrebleu ``corpus_score`` of the detokenized greedy output against
+  the reference text, with their signatures (``bleu_signature``, ``chrf_signature``;
+  ``case:lc`` for a model trained on lowercased text).
+* ``aer``: alignment error rate (Och & Ney, sure links only, so AER = 1 - F1) of the
+  argmax attention alignment under **forced decoding of the reference**: the decoder reads
+  the gold translation (teacher forcing), so every attention row belongs to a gold target
+  token and can be compared with the gold links. Corpus-level (counts summed over
+  sentences). ``aer_precision`` and ``aer_recall`` come with it.
+* ``aer_greedy``: the same for the attention of the **greedy output**, computed only on
+  the sentences whose greedy output is exactly the reference (token for token, ended
+  by ``</s>``); ``aer_greedy_sentences`` says how many (None when there are none).
+* ``attention_entropy``: mean entropy in nats of the attention rows of the greedy output
+  (every step, the ``</s>`` step included, over every source position including
+  ``</s>``, every head; weighted by rows, i.e. by target tokens).
+* ``perplexity``: of the reference under forced decoding (per target token, ``</s>``
+  included).
+* ``bleu_by_length``: sentences and BLEU/chrF per bucket of **source** length in tokens
+  (1-5, 6-10, 11-15, 16-20, 21-25, 26+); every bucket is listed, empty ones with None.
+* ``sentences``, ``seconds`` (all of it), ``translate_seconds`` (tokenizing, greedy
+  decoding, detokenizing) and ``sentences_per_second`` (sentences / translate_seconds).
+
+Without attention (the ``none`` mechanism) the AER fields and the entropy are None; so is
+``aer`` when the data has no gold alignments.
+
+Direction: pairs are given in the corpus's column order, English then French (the TSV
+layout ``english<TAB>french<TAB>alignment``, gold links ``i-j`` English token i to French
+token j). A model whose card says ``source_lang: fr``, ``target_lang: en`` reads the
+French side as source; its gold links are flipped to ``j-i`` (see :func:`orient_pairs`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sacrebleu.metrics import BLEU, CHRF
+from tqdm import tqdm
+
+from attnviz.model.alignment import (
+    AerCounts,
+    Link,
+    aer_counts,
+    alignment_from_attention,
+    flip_alignment,
+    row_entropy,
+)
+from attnviz.model.checkpoint import CheckpointError, LoadedModel, load_checkpoint, read_card
+from attnviz.model.checkpoint import write_card as write_model_card
+from attnviz.model.corpus.readers import CorpusError, Pair, iter_pairs
+from attnviz.model.decoding import greedy_batch, pad_batch
+from attnviz.model.tokenize import detokenize, tokenize
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
+
+# (first, last) source lengths in tokens; None = no upper bound
+LENGTH_BUCKETS: tuple[tuple[int, int | None], ...] = (
+    (1, 5),
+    (6, 10),
+    (11, 15),
+    (16, 20),
+    (21, 25),
+    (26, None),
+)
+MAX_DECODE_LENGTH = 256
+DEVICES_HELP = "auto, cpu, cuda, cuda:N, mps"
+
+
+@dataclass(frozen=True)
+class Example:
+    """A test pair in the model's direction, gold links source-target (0-based tokens)."""
+
+    source: str
+    target: str
+    gold: tuple[Link, ...] | None
+    lineno: int = 0
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    example: Example
+    src_tokens: list[str]
+    tgt_tokens: list[str]
+    src_ids: list[int]  # source tokens + eos
+    tgt_ids: list[int]  # target tokens, no bos/eos
+
+
+def bucket_label(first: int, last: int | None) -> str:
+    return f"{first}+" if last is None else f"{first}-{last}"
+
+
+def length_bucket(n_tokens: int) -> int:
+    """Index in LENGTH_BUCKETS of a source of ``n_tokens`` tokens (0 tokens -> first)."""
+    for k, (_, last) in enumerate(LENGTH_BUCKETS):
+        if last is None or n_tokens <= last:
+            return k
+    return len(LENGTH_BUCKETS) - 1  # pragma: no cover (the last bucket is open)
+
+
+def orient_pairs(
+    pairs: Iterable[Pair],
+    source_lang: str,
+    target_lang: str,
+    *,
+    pair_langs: tuple[str, str] = ("en", "fr"),
+) -> list[Example]:
+    """Put pairs read in the corpus order ``pair_langs`` into the model's direction.
+
+    Same direction: as is. Opposite direction: source and target swapped and each gold
+    link ``i-j`` flipped to ``j-i``. Any other language pair is a ValueError.
+    """
+    if (source_lang, target_lang) == pair_langs:
+        flip = False
+    elif (target_lang, source_lang) == pair_langs:
+        flip = True
+    else:
+        valid = f"{pair_langs[0]}->{pair_langs[1]}, {pair_langs[1]}->{pair_langs[0]}"
+        raise ValueError(
+            f"the model translates {source_lang}->{target_lang} but the data is "
+            f"{pair_langs[0]}/{pair_langs[1]}; valid model directions for it: {valid}"
+        )
+    out = []
+    for p in pairs:
+        if not flip:
+            out.append(Example(p.source, p.target, p.alignment, p.lineno))
+        else:
+            gold = None if p.alignment is None else tuple(flip_alignment(p.alignment))
+            out.append(Example(p.target, p.source, gold, p.lineno))
+    return out
+
+
+def _prepare(loaded: LoadedModel, examples: Sequence[Example]) -> list[_Prepared]:
+    lc = loaded.lowercase
+    out = []
+    for n, ex in enumerate(examples, start=1):
+        src_tokens = tokenize(ex.source, loaded.source_lang, lowercase=lc)
+        tgt_tokens = tokenize(ex.target, loaded.target_lang, lowercase=lc)
+        where = f"line {ex.lineno}" if ex.lineno else f"pair {n}"
+        if not src_tokens or not tgt_tokens:
+            raise ValueError(f"{where}: empty sentence after tokenization")
+        if ex.gold is not None:
+            for i, j in ex.gold:
+                if i >= len(src_tokens) or j >= len(tgt_tokens):
+                    raise ValueError(
+                        f"{where}: gold link {i}-{j} is out of range for {len(src_tokens)} "
+                        f"source ({loaded.source_lang}) and {len(tgt_tokens)} target "
+                        f"({loaded.target_lang}) tokens; gold alignments must index tokens of "
+                        "attnviz.model.tokenize, 0-based, source-target"
+                    )
+        out.append(
+            _Prepared(
+                ex,
+                src_tokens,
+                tgt_tokens,
+                loaded.src_vocab.encode(src_tokens, add_eos=True),
+                loaded.tgt_vocab.encode(tgt_tokens, add_eos=False),
+            )
+        )
+    return out
+
+
+def _batches(items: Sequence[_Prepared], batch_size: int) -> list[list[int]]:
+    """Indices in batches of similar source length (less padding), longest first."""
+    order = sorted(range(len(items)), key=lambda k: -len(items[k].src_ids))
+    return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+
+
+def _corpus_scores(bleu: BLEU, chrf: CHRF, hyps: list[str], refs: list[str]) -> tuple[float, float]:
+    return (
+        float(bleu.corpus_score(hyps, [refs]).score),
+        float(chrf.corpus_score(hyps, [refs]).score),
+    )
+
+
+@torch.inference_mode()
+def _forced(
+    loaded: LoadedModel, items: Sequence[_Prepared], batch: list[int]
+) -> tuple[float, int, list[np.ndarray | None]]:
+    """Teacher forcing of the references of ``batch``: (sum of nll, tokens, attention per
+    sentence (tgt_len + 1, heads, src_len + 1) or None)."""
+    model = loaded.model
+    cfg = model.config
+    device = next(model.parameters()).device
+    src, src_mask = pad_batch([items[k].src_ids for k in batch], cfg.pad_id, device)
+    tgt_in, _ = pad_batch([[cfg.bos_id, *items[k].tgt_ids] for k in batch], cfg.pad_id, device)
+    tgt_out, out_mask = pad_batch(
+        [[*items[k].tgt_ids, cfg.eos_id] for k in batch], cfg.pad_id, device
+    )  # (batch, tgt_len)
+    logits, attention = model(src, src_mask, tgt_in)  # (batch, tgt_len, vocab), (b, t, h, s)
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    nll = -logp.gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)  # (batch, tgt_len)
+    total = float(nll.masked_fill(~out_mask, 0.0).sum())
+    tokens = int(out_mask.sum())
+    att = attention.float().cpu().numpy() if attention is not None else None
+    per_sentence: list[np.ndarray | None] = []
+    for row, k in enumerate(batch):
+        if att is None:
+            per_sentence.append(None)
+        else:
+            n_tgt = len(items[k].tgt_ids) + 1
+            n_src = len(items[k].src_ids)
+            per_sentence.append(att[row, :n_tgt, :, :n_src])
+    return total, tokens, per_sentence
+
+
+def evaluate(
+    loaded: LoadedModel,
+    pairs: Iterable[Pair],
+    *,
+    batch_size: int = 64,
+    limit: int | None = None,
+    progress: bool = True,
+    max_length: int | None = None,
+    pair_langs: tuple[str, str] = ("en", "fr"),
+) -> dict[str, Any]:
+    """Evaluate ``loaded`` on ``pairs`` (corpus order ``pair_langs``; see the module doc).
+
+    ``limit`` keeps the first pairs only. ``max_length`` caps greedy decoding (default:
+    twice the longest source in the batch plus 10, at most 256). Runs on the model's
+    device. ValueError for no pairs, a bad limit or batch size, a direction the data
+    does not have, or gold links out of range.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 (or None for all pairs), got {limit}")
+    if max_length is not None and not 1 <= max_length <= MAX_DECODE_LENGTH:
+        raise ValueError(f"max_length must be in 1..{MAX_DECODE_LENGTH}, got {max_length}")
+    pair_list = list(pairs)
+    if limit is not None:
+        pair_list = pair_list[:limit]
+    if not pair_list:
+        raise ValueError("no sentence pairs to evaluate")
+
+    start = time.perf_counter()
+    model = loaded.model
+    cfg = model.config
+    device = next(model.parameters()).device
+    examples = orient_pairs(
+        pair_list, loaded.source_lang, loaded.target_lang, pair_langs=pair_langs
+    )
+    items = _prepare(loaded, examples)
+    batches = _batches(items, batch_size)
+    n = len(items)
+    has_attention = model.has_attention
+
+    hyps: list[str] = [""] * n
+    greedy_counts = AerCounts()
+    greedy_exact = 0  # sentences translated exactly that have gold links
+    entropy_sum = 0.0
+    entropy_rows = 0
+    translate_seconds = 0.0
+    bar = tqdm(
+        total=2 * n,
+        desc=f"evaluate {loaded.name}",
+        unit="sent",
+        disable=not progress,
+        file=sys.stderr,
+    )
+    for batch in batches:
+        t0 = time.perf_counter()
+        longest = max(len(items[k].src_ids) for k in batch)
+        steps = max_length or min(MAX_DECODE_LENGTH, 2 * longest + 10)
+        results = greedy_batch(model, [items[k].src_ids for k in batch], max_length=steps)
+        for k, res in zip(batch, results, strict=True):
+            tokens = loaded.tgt_vocab.decode(res.best.token_ids)
+            hyps[k] = detokenize(tokens, loaded.target_lang)
+        translate_seconds += time.perf_counter() - t0
+        for k, res in zip(batch, results, strict=True):
+            best = res.best
+            if best.attention is None:
+                continue
+            ent = row_entropy(best.attention)  # (steps, heads)
+            entropy_sum += float(ent.sum())
+            entropy_rows += int(ent.size)
+            item = items[k]
+            finished = bool(best.token_ids) and best.token_ids[-1] == cfg.eos_id
+            exact = finished and loaded.tgt_vocab.decode(best.token_ids) == item.tgt_tokens
+            if exact and item.example.gold is not None:
+                greedy_exact += 1
+                links = alignment_from_attention(
+                    best.attention, len(item.src_tokens), len(item.tgt_tokens)
+                )
+                greedy_counts = greedy_counts + aer_counts(links, item.example.gold)
+        bar.update(len(batch))
+
+    forced_counts = AerCounts()
+    forced_sentences = 0
+    nll_sum = 0.0
+    nll_tokens = 0
+    for batch in batches:
+        total, count, attentions = _forced(loaded, items, batch)
+        nll_sum += total
+        nll_tokens += count
+        for k, att in zip(batch, attentions, strict=True):
+            item = items[k]
+            if att is None or item.example.gold is None:
+                continue
+            links = alignment_from_attention(att, len(item.src_tokens), len(item.tgt_tokens))
+            forced_counts = forced_counts + aer_counts(links, item.example.gold)
+            forced_sentences += 1
+        bar.update(len(batch))
+    bar.close()
+
+    lowercase = loaded.lowercase
+    bleu_metric = BLEU(lowercase=lowercase)
+    chrf_metric = CHRF(lowercase=lowercase)
+    refs = [item.example.target for item in items]
+    bleu, chrf = _corpus_scores(bleu_metric, chrf_metric, hyps, refs)
+
+    buckets: list[dict[str, Any]] = []
+    members: list[list[int]] = [[] for _ in LENGTH_BUCKETS]
+    for k, item in enumerate(items):
+        members[length_bucket(len(item.src_tokens))].append(k)
+    for (first, last), ks in zip(LENGTH_BUCKETS, members, strict=True):
+        entry: dict[str, Any] = {
+            "bucket": bucket_label(first, last),
+            "min_tokens": first,
+            "max_tokens": last,
+            "sentences": len(ks),
+            "bleu": None,
+            "chrf": None,
+        }
+        if ks:
+            b, c = _corpus_scores(
+                BLEU(lowercase=lowercase),
+                CHRF(lowercase=lowercase),
+                [hyps[k] for k in ks],
+                [refs[k] for k in ks],
+            )
+            entry["bleu"], entry["chrf"] = b, c
+        buckets.append(entry)
+
+    seconds = time.perf_counter() - start
+    with_gold = sum(item.example.gold is not None for item in items)
+    forced_ok = has_attention and forced_sentences > 0
+    greedy_ok = has_attention and greedy_exact > 0
+    return {
+        "model": loaded.name,
+        "source_lang": loaded.source_lang,
+        "target_lang": loaded.target_lang,
+        "attention": cfg.attention,
+        "parameters": model.num_parameters(),
+        "device": str(device),
+        "sentences": n,
+        "bleu": bleu,
+        "chrf": chrf,
+        "bleu_signature": str(bleu_metric.get_signature()),
+        "chrf_signature": str(chrf_metric.get_signature()),
+        "aer": forced_counts.aer if forced_ok else None,
+        "aer_precision": forced_counts.precision if forced_ok else None,
+        "aer_recall": forced_counts.recall if forced_ok else None,
+        "aer_sentences": forced_sentences if has_attention else 0,
+        "aer_greedy": greedy_counts.aer if greedy_ok else None,
+        "aer_greedy_sentences": greedy_exact if has_attention else 0,
+        "gold_alignments": with_gold,
+        "attention_entropy": entropy_sum / entropy_rows if entropy_rows else None,
+        "perplexity": math.exp(nll_sum / nll_tokens) if nll_tokens else None,
+        "bleu_by_length": buckets,
+        "length_of": "source tokens",
+        "seconds": seconds,
+        "translate_seconds": translate_seconds,
+        "sentences_per_second": n / translate_seconds if translate_seconds > 0 else None,
+    }
+
+
+# -- command ------------------------------------------------------------------------------
+
+
+def resolve_model_dir(model: str, models_dir: Path = DEFAULT_MODELS_DIR) -> Path:
+    """``model`` as a path to a model folder, or else the name of one under ``models_dir``.
+
+    CheckpointError listing the models found under ``models_dir`` when neither exists.
+    """
+    as_path = Path(model)
+    if as_path.is_dir():
+        return as_path
+    named = models_dir / model
+    if named.is_dir():
+        return named
+    found = (
+        sorted(p.name for p in models_dir.iterdir() if (p / "card.json").is_file())
+        if models_dir.is_dir()
+        else []
+    )
+    valid = ", ".join(found) if found else f"none found in {models_dir}"
+    raise CheckpointError(
+        f"unknown model {model!r}: not a folder, and no model of that name in {models_dir}; "
+        f"valid: {valid}"
+    )
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` (cuda when available, else cpu) or a torch device name that is available."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"unknown device {device!r}; valid: {DEVICES_HELP}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} asked for, but MPS is not available here")
+    return dev
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def format_report(result: dict[str, Any], data: str | Path | None = None) -> str:
+    """A readable report of an :func:`evaluate` result (with the sacrebleu signatures)."""
+    r = result
+    lines = [
+        f"model      {r['model']}  ({r['source_lang']} -> {r['target_lang']}, "
+        f"attention {r['attention']}, {r['parameters']:,} parameters)",
+        f"data       {data if data is not None else '-'}: {r['sentences']} sentences",
+        f"BLEU       {r['bleu']:6.2f}   {r['bleu_signature']}",
+        f"chrF       {r['chrf']:6.2f}   {r['chrf_signature']}",
+    ]
+    if r["aer"] is None:
+        why = "no attention" if r["attention"] == "none" else "no gold alignments in the data"
+        lines.append(f"AER        n/a      ({why})")
+    else:
+        lines.append(
+            f"AER        {r['aer']:6.3f}   forced decoding of the reference, argmax attention, "
+            f"{r['aer_sentences']} sentences (precision {_fmt(r['aer_precision'], '.3f')}, "
+            f"recall {_fmt(r['aer_recall'], '.3f')})"
+        )
+    if r["attention"] != "none" and r["gold_alignments"]:
+        if r["aer_greedy"] is None:
+            lines.append("AER greedy n/a      (no greedy output equals its reference)")
+        else:
+            lines.append(
+                f"AER greedy {r['aer_greedy']:6.3f}   greedy output, on the "
+                f"{r['aer_greedy_sentences']} sentences translated exactly"
+            )
+    if r["attention_entropy"] is not None:
+        lines.append(
+            f"entropy    {r['attention_entropy']:6.3f}   nats, mean over the attention rows "
+            "of the greedy output"
+        )
+    lines.append(f"perplexity {_fmt(r['perplexity'], '6.2f')}   of the references")
+    speed = _fmt(r["sentences_per_second"], ".1f")
+    lines.append(
+        f"speed      {speed} sentences/s greedy on {r['device']} ({r['seconds']:.1f} s in all)"
+    )
+    lines.append("")
+    lines.append(f"BLEU by length ({r['length_of']})")
+    for b in r["bleu_by_length"]:
+        lines.append(
+            f"  {b['bucket']:>6}  {b['sentences']:6d} sentences  BLEU {_fmt(b['bleu'], '6.2f')}"
+            f"  chrF {_fmt(b['chrf'], '6.2f')}"
+        )
+    return "\n".join(lines)
+
+
+CARD_METRICS = (
+    "bleu",
+    "chrf",
+    "bleu_signature",
+    "chrf_signature",
+    "aer",
+    "aer_precision",
+    "aer_recall",
+    "aer_sentences",
+    "aer_greedy",
+    "aer_greedy_sentences",
+    "attention_entropy",
+    "perplexity",
+    "sentences",
+    "sentences_per_second",
+    "device",
+)
+
+
+def store_metrics(directory: Path, result: dict[str, Any], data: str | Path) -> dict[str, Any]:
+    """Write the metrics of ``result`` into the card of ``directory`` (atomically).
+
+    The card's ``metrics`` are updated (other keys kept), ``bleu_by_length`` replaced.
+    Returns the new card.
+    """
+    card = read_card(directory)
+    metrics = dict(card.get("metrics") or {})
+    metrics.update({key: result[key] for key in CARD_METRICS})
+    metrics["data"] = str(data)
+    metrics["evaluated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    card["metrics"] = metrics
+    card["bleu_by_length"] = result["bleu_by_length"]
+    write_model_card(directory, card)
+    return card
+
+
+def evaluate_command(
+    model: str,
+    data: Path,
+    limit: int | None = None,
+    as_json: bool = False,
+    write_card: bool = False,
+    models_dir: Path = DEFAULT_MODELS_DIR,
+    device: str = "auto",
+) -> int:
+    """``attnviz evaluate``: evaluate a model folder (or a name under ``models_dir``) on a
+    corpus file (TSV ``english<TAB>french[<TAB>alignment]`` or a Moses prefix), print a
+    report or one JSON object, optionally store the metrics in the card.
+
+    Returns the exit code: 0, or 2 after a message on stderr (no such model or device,
+    a bad data file, a direction the data does not have).
+    """
+    try:
+        dev = resolve_device(device)
+        directory = resolve_model_dir(model, models_dir)
+        loaded = load_checkpoint(directory, dev)
+        pairs = list(iter_pairs(data))
+        result = evaluate(loaded, pairs, limit=limit, progress=sys.stderr.isatty())
+        if write_card:
+            store_metrics(directory, result, data)
+    except (CheckpointError, CorpusError, ValueError, OSError) as e:
+        print(f"attnviz evaluate: error: {e}", file=sys.stderr)
+        return 2
+    if as_json:
+        print(json.dumps({"path": str(directory), "data": str(data), **result}))
+    else:
+        print(format_report(result, data))
+        if write_card:
+            print(f"\nmetrics written to {directory / 'card.json'}")
+    return 0

@@ -1,0 +1,361 @@
+"""Attention as word alignment, against a real word aligner: eflomal and every model.
+
+    .venv/bin/python bench/aligners.py --corpus data/corpus [--models a b] [--markdown]
+
+1. eflomal (Östling & Tiedemann 2016, the PyPI package ``eflomal``; installed into the
+   running venv with pip on first use) aligns the training corpus with the test sentences
+   appended, as aligners are usually run (unsupervised: the more text, the better), over
+   the tokens of ``attnviz.model.tokenize`` (the gold's tokens; eflomal lowercases them
+   itself). It gives both directions (forward: each French token picks an English one;
+   reverse: each English token picks a French one), symmetrised with grow-diag-final-and
+   (Koehn et al. 2005, as Moses does) by default; ``--symmetrize`` picks another
+   (intersect, union, forward, reverse). The AER of every variant is printed first.
+   eflomal samples at random (no seed), so its AER varies a little between runs.
+2. Two reference rows: a diagonal baseline (target token j linked to source token
+   round(j * (S-1) / (T-1))), and the best an argmax alignment can score, one link per
+   target token (each aligned token given one of its gold links, each unaligned one a
+   wrong link): the gold has many-to-many links (verb groups, *au* = *to the*), so even a
+   perfect attention argmax cannot reach AER 0; this is its floor. Both rows are for
+   en→fr (one link per French token); a fr→en model's argmax links each English token.
+3. Every model folder under ``checkpoints/`` (or ``--models``, names or paths) is
+   evaluated with :func:`attnviz.model.evaluate.evaluate` on ``test.tsv``: AER (forced) is
+   the argmax attention of forced decoding of the reference, AER (greedy) that of the
+   greedy output on the sentences translated exactly (their count in brackets).
+
+All AERs are corpus-level, sure links only (AER = 1 - F1), English-French links as in
+the corpus (a fr->en model's links are flipped to compare). Not part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from attnviz.model.alignment import AerCounts, Link, aer_counts  # noqa: E402
+from attnviz.model.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from attnviz.model.corpus.readers import Pair, parse_pharaoh, read_tsv  # noqa: E402
+from attnviz.model.evaluate import (  # noqa: E402
+    DEFAULT_MODELS_DIR,
+    evaluate,
+    resolve_device,
+    resolve_model_dir,
+)
+from attnviz.model.tokenize import tokenize  # noqa: E402
+
+SYMMETRIZATIONS = ("grow-diag-final-and", "intersect", "union", "forward", "reverse")
+NEIGHBOURS = ((-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
+
+
+# -- eflomal -----------------------------------------------------------------------------
+
+
+def import_eflomal() -> Any:
+    """``import eflomal``, installing it with pip into this venv first when it is missing."""
+    try:
+        return importlib.import_module("eflomal")
+    except ImportError:
+        pass
+    pip = REPO / ".venv" / "bin" / "pip"
+    command = [str(pip)] if pip.is_file() else [sys.executable, "-m", "pip"]
+    command += ["install", "eflomal"]
+    print(f"eflomal is not installed; running: {' '.join(command)}", file=sys.stderr)
+    subprocess.run(command, check=True)
+    importlib.invalidate_caches()
+    return importlib.import_module("eflomal")
+
+
+def grow_diag_final_and(
+    forward: set[Link], reverse: set[Link], source_len: int, target_len: int
+) -> set[Link]:
+    """Koehn's grow-diag-final-and, as Moses' symal: start from the intersection, add
+    union links next to (also diagonally) aligned points that cover an unaligned word, then
+    union links of each direction joining two unaligned words."""
+    union = forward | reverse
+    alignment = forward & reverse
+    src_done = {i for i, _ in alignment}
+    tgt_done = {j for _, j in alignment}
+
+    def add(i: int, j: int) -> None:
+        alignment.add((i, j))
+        src_done.add(i)
+        tgt_done.add(j)
+
+    added = True
+    while added:
+        added = False
+        for i in range(source_len):
+            for j in range(target_len):
+                if (i, j) not in alignment:
+                    continue
+                for di, dj in NEIGHBOURS:
+                    ni, nj = i + di, j + dj
+                    if (
+                        0 <= ni < source_len
+                        and 0 <= nj < target_len
+                        and (ni not in src_done or nj not in tgt_done)
+                        and (ni, nj) in union
+                        and (ni, nj) not in alignment
+                    ):
+                        add(ni, nj)
+                        added = True
+    for direction in (forward, reverse):
+        for i in range(source_len):
+            for j in range(target_len):
+                if (i, j) in direction and i not in src_done and j not in tgt_done:
+                    add(i, j)
+    return alignment
+
+
+def run_eflomal(
+    train: Sequence[Pair], test: Sequence[Pair], n_samplers: int
+) -> tuple[dict[str, AerCounts], dict[str, AerCounts], float]:
+    """Align train + test with eflomal. Returns AER counts for every symmetrisation on
+    the test pairs and on all pairs with a gold alignment, and the seconds eflomal took."""
+    eflomal = import_eflomal()
+    pairs = [*train, *test]
+    src = [tokenize(p.source, "en") for p in pairs]
+    tgt = [tokenize(p.target, "fr") for p in pairs]
+    src_lines = [" ".join(tokens) + "\n" for tokens in src]
+    tgt_lines = [" ".join(tokens) + "\n" for tokens in tgt]
+    with tempfile.TemporaryDirectory(prefix="attnviz-eflomal-") as tmp:
+        fwd_path, rev_path = Path(tmp) / "fwd", Path(tmp) / "rev"
+        start = time.perf_counter()
+        # eflomal.Aligner.align(src_input, trg_input, links_filename_fwd, links_filename_rev)
+        # takes iterables of space-separated lines and writes Pharaoh i-j (source-target)
+        # links, one line per sentence, for each direction.
+        eflomal.Aligner(n_samplers=n_samplers).align(
+            src_lines,
+            tgt_lines,
+            links_filename_fwd=str(fwd_path),
+            links_filename_rev=str(rev_path),
+        )
+        seconds = time.perf_counter() - start
+        fwd_lines = fwd_path.read_text(encoding="utf-8").splitlines()
+        rev_lines = rev_path.read_text(encoding="utf-8").splitlines()
+    if len(fwd_lines) != len(pairs) or len(rev_lines) != len(pairs):
+        raise RuntimeError(
+            f"eflomal wrote {len(fwd_lines)} and {len(rev_lines)} lines for {len(pairs)} pairs"
+        )
+    test_counts = {name: AerCounts() for name in SYMMETRIZATIONS}
+    all_counts = {name: AerCounts() for name in SYMMETRIZATIONS}
+    first = len(train)
+    for k, pair in enumerate(pairs):
+        if pair.alignment is None:
+            continue
+        fwd = set(parse_pharaoh(fwd_lines[k]))
+        rev = set(parse_pharaoh(rev_lines[k]))
+        variants = {
+            "grow-diag-final-and": grow_diag_final_and(fwd, rev, len(src[k]), len(tgt[k])),
+            "intersect": fwd & rev,
+            "union": fwd | rev,
+            "forward": fwd,
+            "reverse": rev,
+        }
+        for name, links in variants.items():
+            counts = aer_counts(links, pair.alignment)
+            all_counts[name] = all_counts[name] + counts
+            if k >= first:
+                test_counts[name] = test_counts[name] + counts
+    return test_counts, all_counts, seconds
+
+
+def diagonal_counts(test: Iterable[Pair]) -> AerCounts:
+    total = AerCounts()
+    for pair in test:
+        assert pair.alignment is not None
+        n_src, n_tgt = len(tokenize(pair.source, "en")), len(tokenize(pair.target, "fr"))
+        scale = (n_src - 1) / (n_tgt - 1) if n_tgt > 1 else 0.0
+        links = [(round(j * scale), j) for j in range(n_tgt)]
+        total = total + aer_counts(links, pair.alignment)
+    return total
+
+
+def one_link_oracle_counts(test: Iterable[Pair]) -> AerCounts:
+    """The best an argmax alignment (exactly one link per target token) can do: each
+    target token with gold links gets one of them, each unaligned one a wrong link."""
+    total = AerCounts()
+    for pair in test:
+        assert pair.alignment is not None
+        n_tgt = len(tokenize(pair.target, "fr"))
+        sure = set(pair.alignment)
+        best = {j: i for i, j in sorted(sure, reverse=True)}  # one gold link per target
+        wrong = {j: (-1, j) for j in range(n_tgt) if j not in best}  # never in the gold
+        links = [(i, j) for j, i in best.items()] + list(wrong.values())
+        total = total + aer_counts(links, sure)
+    return total
+
+
+# -- table --------------------------------------------------------------------------------
+
+COLUMNS = (
+    "model",
+    "attention",
+    "parameters",
+    "BLEU",
+    "chrF",
+    "AER (forced)",
+    "AER (greedy)",
+    "training time",
+)
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def model_row(path: Path, result: dict[str, Any], card: dict[str, Any]) -> list[str]:
+    greedy = _num(result["aer_greedy"], ".3f")
+    if result["aer_greedy"] is not None:
+        greedy += f" ({result['aer_greedy_sentences']})"
+    training = card.get("training_seconds")
+    return [
+        f"{result['model']} ({result['source_lang']}→{result['target_lang']})",
+        str(result["attention"]),
+        f"{result['parameters']:,}",
+        _num(result["bleu"], ".1f"),
+        _num(result["chrf"], ".1f"),
+        _num(result["aer"], ".3f"),
+        greedy,
+        _duration(float(training) if isinstance(training, int | float) else None),
+    ]
+
+
+def format_table(rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        right = {2, 3, 4, 5, 6, 7}
+        rule = ["---:" if k in right else "---" for k in range(len(COLUMNS))]
+        lines = [f"| {' | '.join(COLUMNS)} |", f"| {' | '.join(rule)} |"]
+        lines += [f"| {' | '.join(row)} |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(r[k]) for r in [list(COLUMNS), *rows]) for k in range(len(COLUMNS))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True))]
+    out.append("  ".join("-" * w for w in widths))
+    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(out)
+
+
+def model_dirs(names: list[str] | None, models_dir: Path) -> list[Path]:
+    if names:
+        return [resolve_model_dir(name, models_dir) for name in names]
+    if not models_dir.is_dir():
+        return []
+    return sorted(p for p in models_dir.iterdir() if (p / "card.json").is_file())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=REPO / "data" / "corpus",
+        help="folder with train.tsv and test.tsv (default data/corpus)",
+    )
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=None,
+        help="model folders or names under --models-dir (default: all)",
+    )
+    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    parser.add_argument(
+        "--symmetrize",
+        choices=SYMMETRIZATIONS,
+        default=SYMMETRIZATIONS[0],
+        help="which eflomal alignment goes in the table",
+    )
+    parser.add_argument("--no-eflomal", action="store_true", help="skip eflomal")
+    parser.add_argument("--samplers", type=int, default=3, help="eflomal's n_samplers")
+    parser.add_argument("--limit", type=int, default=None, help="first N test pairs only")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    train_path, test_path = args.corpus / "train.tsv", args.corpus / "test.tsv"
+    try:
+        train = read_tsv(train_path, alignment_col=2)
+        test = read_tsv(test_path, alignment_col=2)
+        device = resolve_device(args.device)
+        dirs = model_dirs(args.models, args.models_dir)
+    except (ValueError, OSError) as e:
+        print(f"aligners: error: {e}", file=sys.stderr)
+        return 2
+    if args.limit is not None:
+        test = test[: args.limit]
+    missing = [p.lineno for p in test if p.alignment is None]
+    if missing:
+        print(
+            f"aligners: {test_path} has no gold alignment on lines {missing[:5]}", file=sys.stderr
+        )
+        return 2
+    log: Callable[[str], None] = lambda text: print(text, file=sys.stderr)  # noqa: E731
+    log(f"{len(train)} training and {len(test)} test pairs from {args.corpus}")
+
+    rows: list[list[str]] = []
+    if not args.no_eflomal:
+        counts, all_counts, seconds = run_eflomal(train, test, args.samplers)
+        log(f"eflomal on {len(train) + len(test)} pairs: {seconds:.1f} s")
+        log(f"  {'':<20} {'test':<38}  all pairs with gold")
+        for name in SYMMETRIZATIONS:
+            c, a = counts[name], all_counts[name]
+            log(
+                f"  {name:<20} AER {c.aer:.3f} (P {_num(c.precision, '.3f')}"
+                f" R {_num(c.recall, '.3f')}, {c.predicted} links)  AER {a.aer:.3f}"
+            )
+        rows.append(
+            [
+                f"eflomal ({args.symmetrize})",
+                "–",
+                "–",
+                "–",
+                "–",
+                f"{counts[args.symmetrize].aer:.3f}",
+                "–",
+                _duration(seconds),
+            ]
+        )
+    diagonal = diagonal_counts(test)
+    rows.append(["diagonal baseline (en→fr)", "–", "–", "–", "–", f"{diagonal.aer:.3f}", "–", "–"])
+    ceiling = one_link_oracle_counts(test)
+    rows.append(["best argmax (en→fr oracle)", "–", "–", "–", "–", f"{ceiling.aer:.3f}", "–", "–"])
+
+    for directory in dirs:
+        try:
+            loaded = load_checkpoint(directory, device)
+        except CheckpointError as e:
+            log(f"skipping {directory}: {e}")
+            continue
+        log(f"evaluating {loaded.name} on {len(test)} pairs ...")
+        result = evaluate(loaded, test, progress=sys.stderr.isatty())
+        rows.append(model_row(directory, result, loaded.card))
+        del loaded
+    print(format_table(rows, args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
