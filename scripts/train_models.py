@@ -1,0 +1,105 @@
+"""Train and evaluate the bundled models: the recipe behind checkpoints/.
+
+    .venv/bin/python scripts/train_models.py --corpus data/corpus [--only en-fr-dot ...]
+
+Every model gets the same budget (the `none` baseline included, so the comparison is
+fair), runs on one thread, and JOBS run side by side. Each one is then evaluated on the
+test split and its metrics written into its card. A model folder that already holds a
+finished run is skipped; an interrupted one is resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ATTENTIONS = (
+    "additive general dot concat cosine scaled_dot location multihead local_m local_p hard none"
+).split()
+# Luong et al.'s score functions run in their own decoder (attend with the current
+# state, input feeding); the others in Bahdanau's (attend with the previous state).
+LUONG = {"general", "dot", "concat", "location", "local_m", "local_p"}
+# name -> its own options; the shared ones come from common()
+MODELS: dict[str, list[str]] = {
+    f"en-fr-{a}": ["--attention", a, "--decoder-style", "luong" if a in LUONG else "bahdanau"]
+    for a in ATTENTIONS
+}
+MODELS["fr-en-additive"] = ["--attention", "additive", "--source-lang", "fr", "--target-lang", "en"]
+
+
+def common(args: argparse.Namespace) -> list[str]:
+    return [
+        "--emb-dim", str(args.emb_dim), "--hidden-dim", str(args.hidden_dim),
+        "--batch-size", str(args.batch_size), "--max-minutes", str(args.minutes),
+        "--max-steps", str(args.steps),
+        "--valid-every", str(args.valid_every), "--valid-sentences", "400",
+        "--patience", "6", "--threads", "1", "--seed", "1", "--quiet",
+    ]  # fmt: skip
+
+
+def trained(folder: Path, minutes: float, steps: int) -> bool:
+    """The run finished (early stop, epochs) or used its whole budget."""
+    state = folder / "train_state.json"
+    if not state.exists():
+        return False
+    pointer = json.loads(state.read_text())
+    progress = json.loads((folder / pointer["folder"] / "state.json").read_text())["progress"]
+    return (
+        bool(progress["done"])
+        or progress["seconds"] >= minutes * 60 - 1
+        or progress["step"] >= steps
+    )
+
+
+def run(name: str, args: argparse.Namespace) -> str:
+    out = args.out / name
+    py = str(ROOT / ".venv" / "bin" / "attnviz")
+    log = args.out / f"{name}.log"
+    start = time.time()
+    if not trained(out, args.minutes, args.steps):
+        cmd = [py, "train", "--data", str(args.corpus), "--out", str(out), "--name", name]
+        cmd += MODELS[name] + common(args)
+        if (out / "train_state.json").exists():
+            cmd.append("--resume")
+        with log.open("a") as f:
+            subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=True)
+    with log.open("a") as f:
+        subprocess.run(
+            [py, "evaluate", "--model", str(out), "--data", str(args.corpus / "test.tsv"),
+             "--write-card", "--device", "cpu"],
+            stdout=f, stderr=subprocess.STDOUT, check=True,
+        )  # fmt: skip
+    card = json.loads((out / "card.json").read_text())
+    m = card.get("metrics", {})
+    return f"{name}: BLEU {m.get('bleu')} AER {m.get('aer')} ({(time.time() - start) / 60:.1f} min)"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--corpus", type=Path, default=ROOT / "data" / "corpus")
+    p.add_argument("--out", type=Path, default=ROOT / "checkpoints")
+    p.add_argument("--only", nargs="*", choices=sorted(MODELS), default=None)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--steps", type=int, default=6000, help="training budget per model (steps)")
+    p.add_argument("--minutes", type=float, default=30.0, help="time cap per model")
+    p.add_argument("--emb-dim", type=int, default=128)
+    p.add_argument("--hidden-dim", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--valid-every", type=int, default=500)
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    names = args.only or list(MODELS)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for line in pool.map(lambda n: run(n, args), names):
+            print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
