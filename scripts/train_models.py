@@ -60,7 +60,8 @@ def trained(folder: Path, minutes: float, steps: int) -> bool:
 def run(name: str, args: argparse.Namespace) -> str:
     out = args.out / name
     py = str(ROOT / ".venv" / "bin" / "attnviz")
-    log = args.out / f"{name}.log"
+    log = ROOT / "runs" / f"{name}.log"  # logs stay out of the model folders
+    log.parent.mkdir(exist_ok=True)
     start = time.time()
     if not trained(out, args.minutes, args.steps):
         cmd = [py, "train", "--data", str(args.corpus), "--out", str(out), "--name", name]

@@ -58,6 +58,7 @@ AUX_LEMMAS = {
     "en": ("be", "have", "will", "can", "must"),  # do-support stays unaligned
     "fr": ("être", "avoir", "pouvoir", "devoir", "vouloir"),
 }
+_PROGRESSIVE_FR = frozenset({"en", "train", "de", "d'"})  # est en train de manger
 _FINAL_PUNCT = frozenset({".", "?", "!"})
 _TAG = re.compile(r'<(/?)([wc])(?: i="(\d+)")?>')
 
@@ -367,20 +368,23 @@ def _labels(tagged: str) -> tuple[str, list[int], list[int]]:
     return "".join(text), words, clauses
 
 
-def _project(raw: str, raw_labels: list[int], final: str) -> list[frozenset[int]]:
-    """Carry per-character labels of ``raw`` over to ``final`` through a diff."""
-    out: list[frozenset[int]] = [frozenset()] * len(final)
+def _project(
+    raw: str, labels: tuple[list[int], ...], final: str
+) -> tuple[list[frozenset[int]], ...]:
+    """Carry per-character labels of ``raw`` over to ``final`` through one diff."""
+    outs: tuple[list[frozenset[int]], ...] = tuple([frozenset()] * len(final) for _ in labels)
     sm = SequenceMatcher(None, raw.lower(), final.lower(), autojunk=False)
     for op, i1, i2, j1, j2 in sm.get_opcodes():
-        if op == "equal":
-            for k in range(i2 - i1):
-                lab = raw_labels[i1 + k]
-                out[j1 + k] = frozenset((lab,)) if lab >= 0 else frozenset()
-        elif op == "replace":
-            labs = frozenset(raw_labels[k] for k in range(i1, i2) if raw_labels[k] >= 0)
-            for k in range(j1, j2):
-                out[k] = labs
-    return out
+        for out, raw_labels in zip(outs, labels, strict=True):
+            if op == "equal":
+                for k in range(i2 - i1):
+                    lab = raw_labels[i1 + k]
+                    out[j1 + k] = frozenset((lab,)) if lab >= 0 else frozenset()
+            elif op == "replace":
+                labs = frozenset(raw_labels[k] for k in range(i1, i2) if raw_labels[k] >= 0)
+                for k in range(j1, j2):
+                    out[k] = labs
+    return outs
 
 
 def _token_spans(text: str, tokens: list[str]) -> list[tuple[int, int]]:
@@ -426,8 +430,7 @@ def realise_one(sentence: Sentence, lang: Lang) -> Realised:
     if lang == "fr":
         final = _fix_french(final)
     raw, word_labels, clause_labels = _labels(tagged)
-    word_chars = _project(raw, word_labels, final)
-    clause_chars = _project(raw, clause_labels, final)
+    word_chars, clause_chars = _project(raw, (word_labels, clause_labels), final)
     tokens = tokenize(final, lang)
     clauses = _clause_index(sentence)
     ids: list[frozenset[int]] = []
@@ -450,16 +453,20 @@ def _function_word_id(tok: str, clause: Clause, lang: Lang) -> frozenset[int]:
         return frozenset((clause.wh_id,))
     if clause.passive and tok in AGENT_WORDS[lang]:
         return frozenset((clause.agent_id,))
-    group = set(_aux_forms(lang))
-    if clause.verb is not None:
-        group |= verb_forms(clause.verb.en if lang == "en" else clause.verb.fr, lang)
-    if lang == "fr" and clause.tense == "present_prog":
-        group |= {"en", "train", "de", "d'"}
-    if lang == "en" and clause.modal == "want":
-        group |= verb_forms("want", "en") | {"to"}
-    if tok in group:
-        return frozenset((clause.verb_id,))
-    return frozenset()
+    in_group = (
+        tok in _aux_forms(lang)
+        or (
+            clause.verb is not None
+            and tok in verb_forms(clause.verb.en if lang == "en" else clause.verb.fr, lang)
+        )
+        or (lang == "fr" and clause.tense == "present_prog" and tok in _PROGRESSIVE_FR)
+        or (
+            lang == "en"
+            and clause.modal == "want"
+            and (tok == "to" or tok in verb_forms("want", "en"))
+        )
+    )
+    return frozenset((clause.verb_id,)) if in_group else frozenset()
 
 
 def realise(sentence: Sentence) -> Pair:

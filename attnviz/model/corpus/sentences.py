@@ -374,12 +374,17 @@ class Sampler:
         ):
             question = "yes_no"
 
+        # pyrealb drops the prepositional phrases of a French where/when question (it takes
+        # them for the questioned place or time), so those questions have none
+        if question == "what" and modal == "want":  # "want to" is built by hand in English:
+            question = "yes_no"  # pyrealb cannot remove its object
         pps: list[PrepPhrase] = []
         adverb = None
         mobile = subj.cls in ("person", "animal")
-        if mobile and question != "where" and rng.random() < 0.24:
+        wh_place_time = question in ("where", "when")
+        if mobile and not wh_place_time and rng.random() < 0.24:
             pps.append(self._place_pp())
-        if question != "when" and rng.random() < 0.12:
+        if not wh_place_time and rng.random() < 0.12:
             pps.append(self._time_pp())
         if rng.random() < 0.14:
             adverb = self._adverb(tense)

@@ -1,4 +1,7 @@
+import contextlib
+import io
 import json
+import random
 from pathlib import Path
 
 import pyrealb as rb
@@ -10,7 +13,7 @@ from attnviz.model.corpus.generate import corpus_stats, generate_corpus, generat
 from attnviz.model.corpus.lexicon import default_lexicon
 from attnviz.model.corpus.readers import read_tsv
 from attnviz.model.corpus.realise import verb_forms
-from attnviz.model.corpus.sentences import PHENOMENA
+from attnviz.model.corpus.sentences import PHENOMENA, Sampler
 from attnviz.model.tokenize import tokenize
 
 
@@ -78,6 +81,38 @@ def test_noun_links_point_at_the_french_noun(corpus: Path) -> None:
                 )
                 checked += 1
     assert checked > 500
+
+
+def test_every_english_noun_is_linked(corpus: Path) -> None:
+    """A noun without a link means a French sentence lost words (pyrealb drops phrases in
+    some constructions; the sampler must avoid them)."""
+    lex = default_lexicon()
+    rb.loadEn()
+    with contextlib.redirect_stdout(io.StringIO()):  # uncountable plurals warn
+        nouns = {n.en for n in lex.nouns} | {
+            rb.N(n.en).n("p").realize().strip() for n in lex.nouns if n.countable
+        }
+    nouns -= {a.en for a in lex.adjectives}.union(*(verb_forms(v.en, "en") for v in lex.verbs))
+    for split in ("train", "valid", "test"):
+        for p in read_tsv(corpus / f"{split}.tsv", alignment_col=2):
+            assert p.alignment is not None
+            linked = {i for i, _ in p.alignment}
+            for i, tok in enumerate(tokenize(p.source, "en")):
+                if tok.lower() in nouns:
+                    assert i in linked, (tok, p.source, p.target)
+
+
+def test_wh_questions_keep_every_phrase() -> None:
+    sampler = Sampler(default_lexicon(), random.Random(11))
+    seen = 0
+    for _ in range(3000):
+        for c in sampler.sentence().clauses:
+            if c.question in ("where", "when"):
+                assert not c.pps
+                seen += 1
+            if c.question == "what":
+                assert c.modal != "want"
+    assert seen > 50
 
 
 def test_every_phenomenon_present(corpus: Path) -> None:
