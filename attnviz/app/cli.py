@@ -122,6 +122,32 @@ def _add_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.set_defaults(handler=_evaluate)
 
 
+def _translate(args: argparse.Namespace) -> int:
+    from attnviz.model.translator import translate_command
+
+    return translate_command(
+        args.model,
+        args.beam_size,
+        args.alignment,
+        args.json,
+        args.batch_size,
+        args.device,
+        sys.stdin,
+        sys.stdout,
+    )
+
+
+def _add_translate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("translate", help="translate sentences from stdin, one per line")
+    p.add_argument("--model", required=True, help="model folder, or a name under checkpoints/")
+    p.add_argument("--beam-size", type=int, default=1, help="1 = greedy (default)")
+    p.add_argument("--alignment", action="store_true", help="append ' ||| 0-0 1-2 ...'")
+    p.add_argument("--json", action="store_true", help="one JSON result per line")
+    p.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    p.set_defaults(handler=_translate)
+
+
 def _serve(args: argparse.Namespace) -> int:
     checkpoints = sorted(p.name for p in Path("checkpoints").glob("*/") if p.is_dir())
     print("The attnviz service is not built yet (see the open issues).")
@@ -152,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train(sub)
     _add_evaluate(sub)
+    _add_translate(sub)
 
     serve = sub.add_parser("serve", help="start the web service")
     serve.set_defaults(handler=_serve)

@@ -1,39 +1,222 @@
 """Decoding: pure functions (model, source ids, options) -> DecodeResult.
 
-Everything runs under ``torch.inference_mode()``; per-step tensors stay on the model's
-device and are moved to the host once, at the end.
+    result = decode(model, src_ids, DecodeOptions(beam_size=5, n_best=3, top_k=5))
+    results = decode_batch(model, many_src_ids, options)        # one padded batch
+    reading = forced(model, src_ids, tgt_ids)                   # teacher forcing
+
+Greedy, beam and forced decoding all return a :class:`DecodeResult`: hypotheses best
+first, each with its target ids (ending with eos when it finished), per-token
+log-probabilities, attention (tgt_len, heads, src_len) whose rows are the target tokens
+(the end token included) and whose columns are the source ids (the source end token
+included), and optionally the top-k candidates of every step. Beam search can also
+return its whole search tree (:class:`BeamTree`).
+
+Everything runs under ``torch.inference_mode()`` on the model's device. Per-step tensors
+stay on the device and are moved to the host once, at the end; the only per-step
+synchronisation is the one "how many sentences are finished?" that ends the loop (and
+lets greedy decoding drop finished sentences from the batch). Call ``model.eval()`` first
+(dropout would make decoding random); the functions never change the model.
+
+Speed: for the RNN decoder in eval mode with a plain score-softmax-sum mechanism (all
+but ``multihead``, ``local_m``, ``local_p`` and ``hard``), a step runs as a fused
+rearrangement of ``Decoder.step`` (:class:`_FusedStepper`: context projections made once
+per sentence, a per-token table for the embedding side, transposed weights, ~15 tensor
+ops a step); other models run ``Seq2Seq.step`` itself. Both give the same numbers up to
+float rounding. At batch 1 a step is bound by memory bandwidth (the output layer alone is
+vocab x hidden floats read per step).
+
+Beam search (``beam_size`` K > 1) follows fairseq: each step scores every extension of
+the K live hypotheses by cumulative log-probability, takes the 2K best candidates, sends
+those of them that end with eos and rank among the first K to the finished pool, and
+keeps the K best others as the new beam. A sentence is done when K hypotheses have
+finished (or at ``max_length``, where the live beams are added unfinished). The final
+ranking uses *simple length normalisation*, not GNMT's penalty:
+``norm_score = score / len ** length_penalty``, where ``score`` is the total
+log-probability and ``len`` counts the target tokens including eos; ``length_penalty=0``
+ranks by raw log-probability. With K = 1 this is exactly greedy decoding.
 """
 
 from __future__ import annotations
 
+import math
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-from attnviz.model.seq2seq import Seq2Seq
+from attnviz.model.attention import Attention, NoAttention
+from attnviz.model.decoder import Decoder, DecoderState
+from attnviz.model.seq2seq import EncoderOutput, Seq2Seq
+
+DEFAULT_MAX_LENGTH_CAP = 256  # the default max_length (2 * src_len + 10) is capped here
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Hypothesis:
     """One output sentence: target ids (ending with eos when it finished) and per step
-    the log-probability and attention over the source."""
+    the log-probability and attention over the source.
+
+    Attributes:
+        token_ids: target ids, eos included when ``finished``.
+        token_logprobs: log-probability of each token under the model at its step.
+        attention: (tgt_len, heads, src_len) float32, row t = the step emitting token t,
+            columns = the source ids (eos included); rows sum to 1. None without attention.
+        score: total log-probability (sum of ``token_logprobs``).
+        norm_score: the score hypotheses are ranked by: ``score / len ** length_penalty``.
+        finished: the hypothesis ended with eos (False when it hit ``max_length``).
+        top_k_ids: (tgt_len, k) int64, the k most likely tokens of each step, best first;
+            None when ``top_k`` is 0.
+        top_k_probs: (tgt_len, k) float32, their probabilities.
+        node_ids: the path of this hypothesis in ``DecodeResult.beam`` (one node per token),
+            when the beam was recorded.
+        forced_steps: how many leading tokens were forced (prefix or forced decoding).
+    """
 
     token_ids: tuple[int, ...]
     token_logprobs: tuple[float, ...]
     attention: np.ndarray | None  # (tgt_len, heads, src_len); rows sum to 1 over the source
     score: float  # total log-probability
+    norm_score: float | None = None
+    finished: bool = True
+    top_k_ids: np.ndarray | None = None  # (tgt_len, k)
+    top_k_probs: np.ndarray | None = None  # (tgt_len, k)
+    node_ids: tuple[int, ...] | None = None
+    forced_steps: int = 0
 
 
 @dataclass(frozen=True)
+class BeamNode:
+    """One expanded candidate of beam search.
+
+    Attributes:
+        id: index of the node in ``BeamTree.nodes``.
+        step: 0-based target position of ``token_id`` (-1 for the root, the bos token).
+        token_id: the candidate token.
+        parent: id of the node it extends (None for the root).
+        score: cumulative log-probability of the path root..this node.
+        logprob: log-probability of ``token_id`` given the parent's path.
+        kept: survived pruning: stayed in the beam, or finished.
+        finished: ends with eos and entered the finished pool.
+    """
+
+    id: int
+    step: int
+    token_id: int
+    parent: int | None
+    score: float
+    logprob: float
+    kept: bool
+    finished: bool
+
+
+@dataclass(frozen=True)
+class BeamTree:
+    """The search tree of one sentence: every candidate beam search looked at.
+
+    At each step the 2K best extensions (K = beam size) of the live hypotheses are
+    recorded; those not kept were pruned. Node 0 is the root (bos). A hypothesis's path
+    is ``Hypothesis.node_ids``.
+    """
+
+    nodes: tuple[BeamNode, ...]
+    beam_size: int
+
+    def path(self, node_id: int) -> list[int]:
+        """Node ids from the first token to ``node_id`` (the root excluded)."""
+        out: list[int] = []
+        current: int | None = node_id
+        while current is not None and current != 0:
+            out.append(current)
+            current = self.nodes[current].parent
+        return out[::-1]
+
+
+@dataclass(frozen=True, eq=False)
 class DecodeResult:
     hypotheses: tuple[Hypothesis, ...]  # best first
+    source_ids: tuple[int, ...] = ()
+    beam: BeamTree | None = None
 
     @property
     def best(self) -> Hypothesis:
         return self.hypotheses[0]
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode. Validated on construction (ValueError naming the field).
+
+    Attributes:
+        beam_size: 1 = greedy; K > 1 = beam search with K live hypotheses.
+        n_best: hypotheses returned, 1..beam_size, best first.
+        max_length: most target tokens per sentence (eos included); None = 2 * number
+            of source ids + 10, at most 256.
+        top_k: candidates (token id, probability) reported for every step; 0 = none.
+        length_penalty: alpha of the simple length normalisation ``score / len ** alpha``
+            used to rank finished hypotheses (0 = raw log-probability).
+        forced_prefix: target ids forced first (no bos/eos/pad), then decoding is free.
+        blocked_source: source positions (0-based, over the source ids, eos included)
+            the decoder may not attend to; they get exactly 0 weight. Ignored by a model
+            without attention.
+        record_beam: return the beam search tree (forces the beam-search code path even
+            for beam_size 1).
+    """
+
+    beam_size: int = 1
+    n_best: int = 1
+    max_length: int | None = None
+    top_k: int = 0
+    length_penalty: float = 1.0
+    forced_prefix: tuple[int, ...] = ()
+    blocked_source: tuple[int, ...] = ()
+    record_beam: bool = False
+
+    def __post_init__(self) -> None:
+        _check_int("beam_size", self.beam_size, 1)
+        _check_int("n_best", self.n_best, 1)
+        if self.n_best > self.beam_size:
+            raise ValueError(
+                f"n_best ({self.n_best}) cannot exceed beam_size ({self.beam_size}): beam "
+                "search only finds beam_size hypotheses"
+            )
+        if self.max_length is not None:
+            _check_int("max_length", self.max_length, 1)
+        _check_int("top_k", self.top_k, 0)
+        lp = self.length_penalty
+        if isinstance(lp, bool) or not isinstance(lp, int | float) or not math.isfinite(lp):
+            raise ValueError(f"length_penalty must be a finite number, got {lp!r}")
+        if lp < 0:
+            raise ValueError(f"length_penalty must be >= 0, got {lp}")
+        for name in ("forced_prefix", "blocked_source"):
+            value = getattr(self, name)
+            if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+                raise ValueError(f"{name} must be a sequence of integers, got {value!r}")
+            for i, item in enumerate(value):
+                _check_int(f"{name}[{i}]", item, 0)
+            object.__setattr__(self, name, tuple(int(v) for v in value))
+        if not isinstance(self.record_beam, bool):
+            raise ValueError(f"record_beam must be a bool, got {self.record_beam!r}")
+
+    def max_length_for(self, num_source_ids: int) -> int:
+        """The target length limit for a source of ``num_source_ids`` ids (eos included)."""
+        if self.max_length is not None:
+            return self.max_length
+        return min(2 * num_source_ids + 10, DEFAULT_MAX_LENGTH_CAP)
+
+
+# -- shared preparation --------------------------------------------------------------------
 
 
 def pad_batch(
@@ -41,14 +224,904 @@ def pad_batch(
 ) -> tuple[Tensor, Tensor]:
     """Right-pad id lists into (batch, max_len) ids and a bool mask (True = real)."""
     longest = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
+    host = np.full((len(sequences), longest), pad_id, dtype=np.int64)
     for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    ids = ids.to(device)
+        host[row, : len(seq)] = seq
+    ids = torch.from_numpy(host).to(device)
     return ids, ids != pad_id
 
 
+def model_device(model: Seq2Seq) -> torch.device:
+    """The device of the model's parameters (where decoding runs)."""
+    return next(model.parameters()).device
+
+
+@dataclass
+class _Prepared:
+    """A validated, padded batch of sources with its blocked positions and length limits."""
+
+    sources: list[tuple[int, ...]]
+    src: Tensor  # (batch, src_len) long
+    src_mask: Tensor  # (batch, src_len) bool
+    blocked: Tensor | None  # (batch, src_len) bool, True = may not attend
+    max_lens: list[int]
+    device: torch.device
+
+
+def _check_sources(model: Seq2Seq, sources: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+    if isinstance(sources, str | bytes) or len(sources) == 0:
+        raise ValueError("sources must be a non-empty list of source id sequences")
+    vocab = model.config.src_vocab_size
+    pad = model.config.pad_id
+    out: list[tuple[int, ...]] = []
+    for n, seq in enumerate(sources):
+        ids = tuple(int(i) for i in seq)
+        if not ids:
+            raise ValueError(f"source {n} is empty: a source needs at least one id (its eos)")
+        bad = [i for i in ids if not 0 <= i < vocab or i == pad]
+        if bad:
+            raise ValueError(
+                f"source {n} has id {bad[0]}, outside the source vocabulary 0..{vocab - 1} "
+                f"or the padding id {pad}"
+            )
+        out.append(ids)
+    return out
+
+
+def _blocked_mask(
+    blocked: tuple[int, ...], sources: list[tuple[int, ...]], src_len: int, device: torch.device
+) -> Tensor | None:
+    if not blocked:
+        return None
+    for n, seq in enumerate(sources):
+        out_of_range = [p for p in blocked if p >= len(seq)]
+        if out_of_range:
+            raise ValueError(
+                f"blocked_source position {out_of_range[0]} is out of range for source {n} "
+                f"({len(seq)} positions, 0..{len(seq) - 1}, the end token included)"
+            )
+        if len(set(blocked)) >= len(seq):
+            raise ValueError(
+                f"blocked_source blocks every position of source {n}: the decoder must be "
+                "able to attend to at least one source token"
+            )
+    mask = torch.zeros(len(sources), src_len, dtype=torch.bool)
+    mask[:, list(blocked)] = True
+    return mask.to(device)
+
+
+def _prepare(
+    model: Seq2Seq,
+    sources: Sequence[Sequence[int]],
+    blocked_source: tuple[int, ...],
+    max_lens: list[int] | None,
+    options: DecodeOptions | None,
+) -> _Prepared:
+    checked = _check_sources(model, sources)
+    device = model_device(model)
+    src, src_mask = pad_batch(checked, model.config.pad_id, device)
+    blocked = _blocked_mask(blocked_source, checked, src.size(1), device)
+    if max_lens is None:
+        assert options is not None
+        max_lens = [options.max_length_for(len(s)) for s in checked]
+    return _Prepared(checked, src, src_mask, blocked, max_lens, device)
+
+
+def _check_prefix(model: Seq2Seq, prefix: tuple[int, ...], max_lens: list[int]) -> None:
+    cfg = model.config
+    special = {cfg.pad_id: "pad", cfg.bos_id: "bos", cfg.eos_id: "eos"}
+    for tok in prefix:
+        if tok >= cfg.tgt_vocab_size:
+            raise ValueError(
+                f"forced_prefix id {tok} is outside the target vocabulary "
+                f"0..{cfg.tgt_vocab_size - 1}"
+            )
+        if tok in special:
+            raise ValueError(
+                f"forced_prefix cannot contain the {special[tok]} token (id {tok}): it forces "
+                "words, then decoding continues freely"
+            )
+    if prefix and min(max_lens) <= len(prefix):
+        raise ValueError(
+            f"forced_prefix has {len(prefix)} tokens but max_length is {min(max_lens)}: "
+            "the limit must leave room for at least one free token"
+        )
+
+
+def _length_norm(score: float, length: int, alpha: float) -> float:
+    return score / (max(length, 1) ** alpha) if alpha else score
+
+
+def _to_numpy(tensors: list[Tensor], dtype: torch.dtype | None = None) -> np.ndarray:
+    stacked = torch.stack(tensors, 0)
+    if dtype is not None:
+        stacked = stacked.to(dtype)
+    return stacked.cpu().numpy()
+
+
+# -- one decoder step: the model's own, or a fused equivalent for the RNN decoder ----------
+
+
+class _Stepper:
+    """Runs decoder steps for a batch of rows, keeping the recurrent state.
+
+    ``step(prev, step_ids)`` -> logits (rows, vocab), weights (rows, heads, src_len) | None;
+    ``reorder(indices)`` selects rows of the state (beam search); ``keep(indices)`` keeps
+    only those rows, state and source alike (dropping finished sentences).
+    """
+
+    def step(self, prev: Tensor, step_ids: Tensor) -> tuple[Tensor, Tensor | None]:
+        raise NotImplementedError
+
+    def reorder(self, indices: Tensor) -> None:
+        raise NotImplementedError
+
+    def keep(self, indices: Tensor) -> None:
+        raise NotImplementedError
+
+
+class _ModelStepper(_Stepper):
+    """``Seq2Seq.step`` as it is (any decoder, any attention, dropout honoured)."""
+
+    def __init__(self, model: Seq2Seq, enc: EncoderOutput, blocked: Tensor | None) -> None:
+        self.model = model
+        self.enc = enc
+        self.blocked = blocked
+        self.state: DecoderState = model.init_state(enc)
+
+    def step(self, prev: Tensor, step_ids: Tensor) -> tuple[Tensor, Tensor | None]:
+        logits, self.state, weights = self.model.step(
+            prev, self.state, self.enc, step_index=step_ids, blocked_mask=self.blocked
+        )
+        return logits, weights
+
+    def reorder(self, indices: Tensor) -> None:
+        self.state = self.state.index_select(indices)
+
+    def keep(self, indices: Tensor) -> None:
+        self.reorder(indices)
+        self.enc = self.enc.index_select(indices)
+        if self.blocked is not None:
+            self.blocked = self.blocked.index_select(0, indices)
+
+
+@dataclass(frozen=True)
+class _FusedWeights:
+    """The decoder's weights rearranged for the fused step, made once per model.
+
+    Matrices are stored transposed and contiguous, (in, out): BLAS multiplies a few rows
+    by them much faster than by the (out, in) layout of ``nn.Linear`` (for the output
+    layer and 5 beam rows, about twice as fast here). ``table`` holds the embedding-side
+    pre-activations of every target token, so a step looks up one row instead of
+    multiplying: Bahdanau ``[W_ie e + b_ih | W_re e + b_r]`` (vocab, 4h), Luong
+    ``W_ie e + b_ih`` (vocab, 3h); None when it would exceed ``_TABLE_BYTES_MAX``.
+    """
+
+    table: Tensor | None
+    ie_t: Tensor  # (emb, 3h) GRU input weights of the embedding (used without a table)
+    re_t: Tensor | None  # (emb, h) Bahdanau readout weights of the embedding
+    feed_t: Tensor | None  # (h, 3h) Luong GRU input weights of the attentional vector
+    ctx_t: Tensor  # (key_dim, 4h) Bahdanau [GRU input | readout]; (key_dim, h) Luong readout
+    hh_t: Tensor  # (h, 3h)
+    rh_t: Tensor  # (h, h) readout weights of the decoder state
+    out_t: Tensor  # (h, vocab)
+    b_ih: Tensor  # (3h,)
+    b_hh: Tensor  # (3h,)
+    b_r: Tensor  # (h,)
+    b_out: Tensor  # (vocab,)
+
+
+# Fused weights cached per model: derived from its parameters, never written by decoding,
+# rebuilt when a parameter changes (in place or replaced), dropped with the model.
+_TABLE_BYTES_MAX = 64 * 2**20
+_fused_cache: weakref.WeakKeyDictionary[Seq2Seq, tuple[tuple[object, ...], _FusedWeights]] = (
+    weakref.WeakKeyDictionary()
+)
+_fused_lock = threading.Lock()
+
+
+def _fused_weights(model: Seq2Seq, key_dim: int) -> _FusedWeights:
+    dec = model.decoder
+    cell, readout, output = dec.cell, dec.readout, dec.output
+    params = (
+        dec.embedding.weight,
+        cell.weight_ih,
+        cell.bias_ih,
+        cell.weight_hh,
+        cell.bias_hh,
+        readout.weight,
+        readout.bias,
+        output.weight,
+        output.bias,
+    )
+    signature = (
+        _TABLE_BYTES_MAX,
+        *((p.data_ptr(), p._version, p.device, p.dtype) for p in params),
+    )
+    with _fused_lock:
+        cached = _fused_cache.get(model)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    cfg = model.config
+    hid, emb_dim = cfg.hidden_dim, cfg.emb_dim
+    luong = dec.style == "luong"
+    w_ih, w_r = cell.weight_ih, readout.weight
+    ie_t = w_ih[:, :emb_dim].t().contiguous()  # (emb, 3h)
+    emb = dec.embedding.weight  # (vocab, emb)
+    if luong:  # GRU input [emb; feed]; readout [context; state]
+        re_t = None
+        feed_t = w_ih[:, emb_dim:].t().contiguous()  # (h, 3h)
+        ctx_t = w_r[:, :key_dim].t().contiguous()  # (key_dim, h)
+        rh_t = w_r[:, key_dim:].t().contiguous()  # (h, h)
+        table_parts = [(ie_t, cell.bias_ih)]
+    else:  # GRU input [emb; context]; readout [state; context; emb]
+        re_t = w_r[:, hid + key_dim :].t().contiguous()  # (emb, h)
+        feed_t = None
+        ctx_t = torch.cat([w_ih[:, emb_dim:], w_r[:, hid : hid + key_dim]], 0).t().contiguous()
+        rh_t = w_r[:, :hid].t().contiguous()  # (h, h)
+        table_parts = [(ie_t, cell.bias_ih), (re_t, readout.bias)]
+    width = sum(w.size(1) for w, _ in table_parts)
+    table = None
+    if cfg.tgt_vocab_size * width * emb.element_size() <= _TABLE_BYTES_MAX:
+        table = torch.cat([torch.addmm(b, emb, w) for w, b in table_parts], 1)  # (vocab, w)
+    weights = _FusedWeights(
+        table=table,
+        ie_t=ie_t,
+        re_t=re_t,
+        feed_t=feed_t,
+        ctx_t=ctx_t,
+        hh_t=cell.weight_hh.t().contiguous(),
+        rh_t=rh_t,
+        out_t=output.weight.t().contiguous(),
+        b_ih=cell.bias_ih,
+        b_hh=cell.bias_hh,
+        b_r=readout.bias,
+        b_out=output.bias,
+    )
+    with _fused_lock:
+        _fused_cache[model] = (signature, weights)
+    return weights
+
+
+class _FusedStepper(_Stepper):
+    """The same step as ``Decoder.step`` in eval mode, rearranged for speed.
+
+    The context vector only ever enters linear maps (the GRU input and, for Bahdanau, the
+    readout), and the context is a weighted sum of the encoder states, so
+    ``W c_t = sum_s a_ts (W v_s)``: the products ``W v_s`` are computed once per sentence
+    in one matrix product, and each step only mixes them with the new weights. The
+    embedding-side products of the GRU input and the readout are looked up per token in a
+    table made once per model (:class:`_FusedWeights`), the GRU gates are computed from the
+    two pre-activations, and masking is an additive bias (0 or -inf, so masked positions
+    get exactly 0). Same result as ``Decoder.step`` up to float rounding (tested against it
+    for every mechanism it supports).
+    """
+
+    def __init__(self, model: Seq2Seq, enc: EncoderOutput, blocked: Tensor | None) -> None:
+        dec = model.decoder
+        key_dim = enc.values.size(-1)
+        self.w = _fused_weights(model, key_dim)
+        self.luong = dec.style == "luong"
+        self.hid = model.config.hidden_dim
+        self.embedding = dec.embedding.weight  # (vocab, emb)
+        self.attention = model.has_attention
+        self.score = dec.attention.score
+        self.keys = enc.keys
+        proj = torch.matmul(enc.values, self.w.ctx_t)  # (rows, mem_len, 4h | h)
+        self.bias: Tensor | None = None  # None: nothing masked (one sentence, no blocking)
+        if self.attention:
+            mask = enc.attn_mask if blocked is None else enc.attn_mask & ~blocked
+            if not bool(mask.all()):
+                self.bias = torch.zeros(mask.shape, dtype=proj.dtype, device=proj.device)
+                self.bias.masked_fill_(~mask, float("-inf"))  # (rows, src_len)
+            self.ctx_proj = proj  # (rows, src_len, 4h | h)
+        else:
+            self.ctx_const = proj[:, 0]  # (rows, 4h | h): the summary is the only context
+        state = model.init_state(enc)
+        self.hidden = state.hidden  # (rows, h)
+        self.feed = state.feed  # (rows, h) | None
+
+    def _gru(self, gi: Tensor, h: Tensor) -> Tensor:
+        """GRUCell from the input pre-activation gi (rows, 3h), bias included."""
+        hid = self.hid
+        gh = torch.addmm(self.w.b_hh, h, self.w.hh_t)  # (rows, 3h)
+        rz = torch.sigmoid(gi[:, : 2 * hid] + gh[:, : 2 * hid])  # (rows, 2h)
+        n = torch.tanh(torch.addcmul(gi[:, 2 * hid : 3 * hid], rz[:, :hid], gh[:, 2 * hid :]))
+        return torch.lerp(n, h, rz[:, hid:])  # (1 - z) * n + z * h
+
+    def _attend(self, query: Tensor, step_ids: Tensor) -> Tensor:
+        scores = self.score(query, self.keys, step_ids)  # (rows, src_len)
+        if self.bias is not None:
+            scores = scores + self.bias
+        return torch.softmax(scores, dim=-1).unsqueeze(1)  # (rows, 1, src_len)
+
+    def step(self, prev: Tensor, step_ids: Tensor) -> tuple[Tensor, Tensor | None]:
+        w = self.w
+        h = self.hidden
+        weights = None
+        if self.luong:
+            assert self.feed is not None and w.feed_t is not None
+            if w.table is not None:
+                row = F.embedding(prev, w.table)  # (rows, 3h) = W_ie e + b_ih
+            else:
+                row = torch.addmm(w.b_ih, F.embedding(prev, self.embedding), w.ie_t)
+            h = self._gru(torch.addmm(row, self.feed, w.feed_t), h)  # (rows, h)
+            pre = torch.addmm(w.b_r, h, w.rh_t)  # (rows, h)
+            if self.attention:
+                weights = self._attend(h, step_ids)
+                pre = torch.baddbmm(pre.unsqueeze(1), weights, self.ctx_proj).squeeze(1)
+            else:
+                pre = pre + self.ctx_const
+            out = torch.tanh(pre)  # (rows, h)
+            self.feed = out
+        else:
+            if w.table is not None:
+                x = F.embedding(prev, w.table)  # (rows, 4h): [gru input | readout]
+            else:
+                assert w.re_t is not None
+                emb = F.embedding(prev, self.embedding)  # (rows, emb)
+                x = torch.cat(
+                    [torch.addmm(w.b_ih, emb, w.ie_t), torch.addmm(w.b_r, emb, w.re_t)], 1
+                )
+            if self.attention:
+                weights = self._attend(h, step_ids)
+                x = torch.baddbmm(x.unsqueeze(1), weights, self.ctx_proj).squeeze(1)
+            else:
+                x = x + self.ctx_const
+            h = self._gru(x, h)
+            out = torch.tanh(torch.addmm(x[:, 3 * self.hid :], h, w.rh_t))  # (rows, h)
+        self.hidden = h
+        logits = torch.addmm(w.b_out, out, w.out_t)  # (rows, vocab)
+        return logits, weights
+
+    def reorder(self, indices: Tensor) -> None:
+        self.hidden = self.hidden.index_select(0, indices)
+        if self.feed is not None:
+            self.feed = self.feed.index_select(0, indices)
+
+    def keep(self, indices: Tensor) -> None:
+        self.reorder(indices)
+        self.keys = self.keys.index_select(0, indices)
+        if self.bias is not None:
+            self.bias = self.bias.index_select(0, indices)
+        if self.attention:
+            self.ctx_proj = self.ctx_proj.index_select(0, indices)
+        else:
+            self.ctx_const = self.ctx_const.index_select(0, indices)
+
+
+def _fusable(model: Seq2Seq) -> bool:
+    """The fused step reproduces the model's: an eval-mode ``Decoder`` with a GRU cell and a
+    mechanism whose forward is the plain score -> masked softmax -> weighted sum."""
+    dec = getattr(model, "decoder", None)
+    if model.training or type(dec) is not Decoder:
+        return False
+    att = dec.attention
+    plain = type(att).forward is Attention.forward
+    return isinstance(dec.cell, nn.GRUCell) and (plain or isinstance(att, NoAttention))
+
+
+def _stepper(model: Seq2Seq, enc: EncoderOutput, blocked: Tensor | None, fast: bool) -> _Stepper:
+    if fast and _fusable(model):
+        return _FusedStepper(model, enc, blocked)
+    return _ModelStepper(model, enc, blocked)
+
+
+# -- greedy and forced decoding ------------------------------------------------------------
+
+
+@dataclass
+class _Segment:
+    """Steps recorded while the set of rows stayed the same (rows = original indices)."""
+
+    start: int
+    rows: list[int]
+    tokens: list[Tensor]
+    logprobs: list[Tensor]
+    weights: list[Tensor]
+    top_ids: list[Tensor]
+    top_lps: list[Tensor]
+
+
+# Drop finished sentences from a greedy batch once this share of its rows is done (and the
+# batch has at least _COMPACT_MIN_ROWS rows): the rest of the batch then runs smaller.
+_COMPACT_SHARE = 0.25
+_COMPACT_MIN_ROWS = 8
+
+
 @torch.inference_mode()
+def _greedy_core(
+    model: Seq2Seq,
+    prep: _Prepared,
+    *,
+    forced: Tensor | None,
+    forced_lens: list[int] | None,
+    stop_at_eos: bool,
+    top_k: int,
+    length_penalty: float,
+    fast: bool,
+) -> list[DecodeResult]:
+    """One token per step for every row: the forced token while there is one, else the
+    most likely. ``forced`` (batch, P) long is the same width for every row; rows stop
+    at eos (when ``stop_at_eos``, never inside the forced part) or at their max length.
+    Finished rows are dropped from the batch as they accumulate."""
+    cfg = model.config
+    device = prep.device
+    batch = prep.src.size(0)
+    stepper = _stepper(model, model.encode(prep.src, prep.src_mask), prep.blocked, fast)
+    max_lens = prep.max_lens
+    steps_max = max(max_lens)
+    n_forced = 0 if forced is None else forced.size(1)
+    expired = (
+        None
+        if min(max_lens) == steps_max
+        else (
+            torch.arange(1, steps_max + 1).unsqueeze(1) >= torch.tensor(max_lens).unsqueeze(0)
+        ).to(device)  # (steps, batch) True once row b has used up its length
+    )
+    k = min(top_k, cfg.tgt_vocab_size)
+    eos = cfg.eos_id
+    step_ids = torch.arange(steps_max, device=device).unsqueeze(1).expand(steps_max, batch)
+    prev = torch.full((batch,), cfg.bos_id, dtype=torch.long, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    seg = _Segment(0, list(range(batch)), [], [], [], [], [])
+    segments = [seg]
+    for t in range(steps_max):
+        logits, w = stepper.step(prev, step_ids[t])
+        lp = torch.log_softmax(logits, dim=-1)  # (rows, vocab)
+        if t < n_forced:
+            assert forced is not None
+            tok = forced[:, t]  # (rows,)
+            tok_lp = lp.gather(1, tok.unsqueeze(1)).squeeze(1)  # (rows,)
+        else:
+            tok_lp, tok = lp.max(dim=-1)  # (rows,)
+        seg.tokens.append(tok)
+        seg.logprobs.append(tok_lp)
+        if w is not None:
+            seg.weights.append(w)  # (rows, heads, src_len)
+        if k:
+            v, i = lp.topk(k, dim=-1)  # (rows, k)
+            seg.top_lps.append(v)
+            seg.top_ids.append(i)
+        prev = tok
+        if t == steps_max - 1:
+            break
+        finished = None
+        if stop_at_eos and t >= n_forced:
+            finished = tok == eos
+        if expired is not None:
+            finished = expired[t] if finished is None else finished | expired[t]
+        if finished is None:
+            continue
+        done = done | finished
+        rows = done.size(0)
+        if rows < _COMPACT_MIN_ROWS:
+            if bool(done.all()):
+                break
+            continue
+        n_done = int(done.sum())
+        if n_done == rows:
+            break
+        if n_done >= _COMPACT_SHARE * rows:  # drop the finished rows
+            keep = (~done).nonzero().squeeze(1)  # (kept,)
+            kept = keep.tolist()
+            stepper.keep(keep)
+            prev, done = prev[keep], done[keep]
+            step_ids = step_ids[:, keep]
+            if expired is not None:
+                expired = expired[:, keep]
+            if forced is not None:
+                forced = forced[keep]
+            seg = _Segment(t + 1, [seg.rows[i] for i in kept], [], [], [], [], [])
+            segments.append(seg)
+    # one transfer to the host per recorded quantity and segment
+    pieces: dict[int, list[tuple[int, dict[str, np.ndarray]]]] = {}
+    for sg in segments:
+        if not sg.tokens:
+            continue
+        host = {
+            "tok": _to_numpy(sg.tokens),  # (steps, rows)
+            "lp": _to_numpy(sg.logprobs, torch.float32),
+        }
+        if sg.weights:
+            host["att"] = _to_numpy(sg.weights, torch.float32)  # (steps, rows, heads, src)
+        if k:
+            host["top_ids"] = _to_numpy(sg.top_ids)  # (steps, rows, k)
+            host["top_p"] = np.exp(_to_numpy(sg.top_lps, torch.float32))
+        for pos, b in enumerate(sg.rows):
+            pieces.setdefault(b, []).append((pos, host))
+
+    def gather(b: int, name: str) -> np.ndarray | None:
+        parts = [h[name][:, pos] for pos, h in pieces[b] if name in h]
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, 0)
+
+    results: list[DecodeResult] = []
+    for b in range(batch):
+        tok_b = gather(b, "tok")
+        lps_b = gather(b, "lp")
+        assert tok_b is not None and lps_b is not None
+        row = tok_b.tolist()
+        limit = max_lens[b] if forced_lens is None else forced_lens[b]
+        n = min(limit, len(row))
+        if stop_at_eos:
+            for j in range(n_forced, n):
+                if row[j] == eos:
+                    n = j + 1
+                    break
+        att_b = gather(b, "att")
+        top_ids_b = gather(b, "top_ids")
+        top_p_b = gather(b, "top_p")
+        lp_row = lps_b[:n]
+        score = float(lp_row.sum(dtype=np.float64))
+        src_len = len(prep.sources[b])
+        hyp = Hypothesis(
+            token_ids=tuple(row[:n]),
+            token_logprobs=tuple(lp_row.tolist()),
+            attention=None if att_b is None else np.ascontiguousarray(att_b[:n, :, :src_len]),
+            score=score,
+            norm_score=_length_norm(score, n, length_penalty),
+            finished=n > 0 and row[n - 1] == eos,
+            top_k_ids=None if top_ids_b is None else np.ascontiguousarray(top_ids_b[:n]),
+            top_k_probs=None if top_p_b is None else np.ascontiguousarray(top_p_b[:n]),
+            forced_steps=min(n, n_forced if forced_lens is None else forced_lens[b]),
+        )
+        results.append(DecodeResult((hyp,), prep.sources[b]))
+    return results
+
+
+def greedy_search(
+    model: Seq2Seq,
+    sources: Sequence[Sequence[int]],
+    options: DecodeOptions = DecodeOptions(),
+    *,
+    fast: bool = True,
+) -> list[DecodeResult]:
+    """Greedy decoding of many sentences in one batch (``beam_size``/``n_best``/
+    ``record_beam`` are ignored: one hypothesis per sentence, no tree).
+
+    ``fast=False`` runs ``Seq2Seq.step`` itself instead of the fused RNN step (same
+    result up to float rounding; for checking and benchmarking)."""
+    prep = _prepare(model, sources, options.blocked_source, None, options)
+    prefix = options.forced_prefix
+    _check_prefix(model, prefix, prep.max_lens)
+    forced_t = None
+    if prefix:
+        forced_t = (
+            torch.tensor(prefix, dtype=torch.long, device=prep.device)
+            .unsqueeze(0)
+            .expand(len(prep.sources), len(prefix))
+        )  # (batch, prefix_len)
+    return _greedy_core(
+        model,
+        prep,
+        forced=forced_t,
+        forced_lens=None,
+        stop_at_eos=True,
+        top_k=options.top_k,
+        length_penalty=options.length_penalty,
+        fast=fast,
+    )
+
+
+def forced_batch(
+    model: Seq2Seq,
+    sources: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]],
+    *,
+    top_k: int = 0,
+    blocked_source: Sequence[int] = (),
+    fast: bool = True,
+) -> list[DecodeResult]:
+    """Teacher-forced reading of given translations: for each target token, its
+    log-probability, the attention of the step that emits it, and the top-k alternatives.
+
+    ``targets`` are target id lists, taken as they are (end them with eos to score the
+    end of the sentence too). The result has one hypothesis per sentence with exactly the
+    given tokens.
+    """
+    if len(targets) != len(sources):
+        raise ValueError(f"got {len(sources)} sources but {len(targets)} targets")
+    opts = DecodeOptions(top_k=top_k, blocked_source=tuple(blocked_source))
+    cfg = model.config
+    tgt_lists: list[list[int]] = []
+    for n, seq in enumerate(targets):
+        ids = [int(i) for i in seq]
+        if not ids:
+            raise ValueError(f"target {n} is empty: forced decoding needs at least one token")
+        bad = [i for i in ids if not 0 <= i < cfg.tgt_vocab_size]
+        if bad:
+            raise ValueError(
+                f"target {n} has id {bad[0]}, outside the target vocabulary "
+                f"0..{cfg.tgt_vocab_size - 1}"
+            )
+        tgt_lists.append(ids)
+    lens = [len(t) for t in tgt_lists]
+    prep = _prepare(model, sources, opts.blocked_source, lens, None)
+    forced_t, _ = pad_batch(tgt_lists, cfg.pad_id, prep.device)  # (batch, tgt_len)
+    return _greedy_core(
+        model,
+        prep,
+        forced=forced_t,
+        forced_lens=lens,
+        stop_at_eos=False,
+        top_k=opts.top_k,
+        length_penalty=opts.length_penalty,
+        fast=fast,
+    )
+
+
+def forced(
+    model: Seq2Seq,
+    source_ids: Sequence[int],
+    target_ids: Sequence[int],
+    *,
+    top_k: int = 0,
+    blocked_source: Sequence[int] = (),
+) -> DecodeResult:
+    """Teacher-forced reading of one translation (see :func:`forced_batch`)."""
+    return forced_batch(
+        model, [source_ids], [target_ids], top_k=top_k, blocked_source=blocked_source
+    )[0]
+
+
+# -- beam search ---------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def beam_search(
+    model: Seq2Seq,
+    sources: Sequence[Sequence[int]],
+    options: DecodeOptions = DecodeOptions(),
+    *,
+    fast: bool = True,
+) -> list[DecodeResult]:
+    """Beam search over many sentences at once (batch x beam rows flattened).
+
+    See the module docstring for the algorithm. With ``record_beam`` each result carries
+    its :class:`BeamTree` and each hypothesis its path in it.
+    """
+    prep = _prepare(model, sources, options.blocked_source, None, options)
+    prefix = options.forced_prefix
+    _check_prefix(model, prefix, prep.max_lens)
+    cfg = model.config
+    device = prep.device
+    batch = len(prep.sources)
+    beam = options.beam_size
+    vocab = cfg.tgt_vocab_size
+    rows = batch * beam
+    n_cand = min(2 * beam, beam * vocab)
+    k = min(options.top_k, vocab)
+    max_lens = prep.max_lens
+    steps_max = max(max_lens)
+    eos = cfg.eos_id
+
+    expand = torch.arange(batch, device=device).repeat_interleave(beam)  # (rows,)
+    enc = model.encode(prep.src, prep.src_mask).index_select(expand)
+    blocked = None if prep.blocked is None else prep.blocked.index_select(0, expand)
+    stepper = _stepper(model, enc, blocked, fast)
+    expired = (
+        torch.arange(1, steps_max + 1).unsqueeze(1) >= torch.tensor(max_lens).unsqueeze(0)
+    ).to(device)  # (steps, batch)
+    base = (torch.arange(batch, device=device) * beam).unsqueeze(1)  # (batch, 1)
+    rank = torch.arange(n_cand, device=device).unsqueeze(0)  # (1, n_cand)
+    rank_eos = rank + n_cand  # eos candidates sort after all others when filling the beam
+    step_ids = torch.arange(steps_max, device=device).unsqueeze(1).expand(steps_max, rows)
+    scores = torch.full((batch, beam), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # only the first slot is alive at the start: no duplicate beams
+    scores = scores.view(rows)
+    prev = torch.full((rows,), cfg.bos_id, dtype=torch.long, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    count = torch.zeros(batch, dtype=torch.long, device=device)
+    rec: dict[str, list[Tensor]] = {
+        "score": [],
+        "token": [],
+        "parent": [],
+        "lp": [],
+        "sel": [],
+        "done": [],
+        "att": [],
+        "top_ids": [],
+        "top_lps": [],
+    }
+    for t in range(steps_max):
+        logits, w = stepper.step(prev, step_ids[t])
+        lp = torch.log_softmax(logits, dim=-1)  # (rows, vocab)
+        if k:
+            v, i = lp.topk(k, dim=-1)  # (rows, k)
+            rec["top_lps"].append(v)
+            rec["top_ids"].append(i)
+        if w is not None:
+            rec["att"].append(w)  # (rows, heads, src_len)
+        if t < len(prefix):
+            allowed = torch.full_like(lp, float("-inf"))
+            allowed[:, prefix[t]] = lp[:, prefix[t]]
+            cand = scores.unsqueeze(1) + allowed  # (rows, vocab)
+        else:
+            cand = scores.unsqueeze(1) + lp  # (rows, vocab)
+        top_scores, top_idx = cand.view(batch, beam * vocab).topk(n_cand, dim=1)  # (batch, C)
+        parent = top_idx // vocab  # (batch, C) beam slot
+        token = top_idx % vocab  # (batch, C)
+        tok_lp = lp.view(batch, beam * vocab).gather(1, top_idx)  # (batch, C)
+        is_eos = token == eos
+        # the new beam: the first `beam` candidates that do not end the sentence
+        sel = torch.where(is_eos, rank_eos, rank).topk(beam, dim=1, largest=False).indices
+        rec["score"].append(top_scores)
+        rec["token"].append(token)
+        rec["parent"].append(parent)
+        rec["lp"].append(tok_lp)
+        rec["sel"].append(sel)
+        rec["done"].append(done)  # before this step
+        if t == steps_max - 1:
+            break
+        # finished: eos among the first `beam` candidates (a done sentence stays done)
+        fin = is_eos[:, :beam] & (top_scores[:, :beam] > float("-inf"))  # (batch, beam)
+        count = count + fin.sum(dim=1)
+        done = done | (count >= beam) | expired[t]
+        if bool(done.all()):
+            break
+        scores = top_scores.gather(1, sel).view(rows)
+        prev = token.gather(1, sel).view(rows)
+        stepper.reorder((parent.gather(1, sel) + base).view(rows))
+
+    host = {
+        name: _to_numpy(ts, torch.float32 if name in ("score", "lp", "att", "top_lps") else None)
+        for name, ts in rec.items()
+        if ts
+    }
+    host["active"] = ~host.pop("done")  # (steps, batch)
+    if "top_lps" in host:
+        host["top_probs"] = np.exp(host.pop("top_lps"))
+    results = []
+    for b in range(batch):
+        results.append(_finalize_beam(b, host, prep, options, cfg.bos_id, eos, beam))
+    return results
+
+
+def _finalize_beam(
+    b: int,
+    host: dict[str, np.ndarray],
+    prep: _Prepared,
+    options: DecodeOptions,
+    bos: int,
+    eos: int,
+    beam: int,
+) -> DecodeResult:
+    """Collect sentence ``b``'s hypotheses (and tree) from the recorded steps."""
+    scores = host["score"][:, b]  # (steps, C)
+    tokens = host["token"][:, b]
+    parents = host["parent"][:, b]
+    lps = host["lp"][:, b]
+    sels = host["sel"][:, b]  # (steps, beam)
+    active = host["active"][:, b]  # (steps,)
+    end = int(np.flatnonzero(active)[-1])  # last step this sentence was searched
+    finite = np.isfinite(scores)
+    ends: list[tuple[int, int]] = []  # (step, candidate) of each complete hypothesis
+    for t in range(end + 1):
+        for c in range(beam):
+            if tokens[t, c] == eos and finite[t, c]:
+                ends.append((t, c))
+    if len(ends) < beam:  # stopped by max_length: the live beams count, unfinished
+        ends.extend((end, int(c)) for c in sels[end] if finite[end, c] and tokens[end, c] != eos)
+    alpha = options.length_penalty
+    ranked = sorted(
+        ends, key=lambda tc: -_length_norm(float(scores[tc[0], tc[1]]), tc[0] + 1, alpha)
+    )[: options.n_best]
+
+    node_of: dict[tuple[int, int], int] | None = None
+    tree: BeamTree | None = None
+    if options.record_beam:
+        node_of, tree = _build_tree(tokens, parents, scores, lps, sels, end, bos, eos, beam, ends)
+
+    src_len = len(prep.sources[b])
+    att = host.get("att")  # (steps, rows, heads, src)
+    top_ids = host.get("top_ids")  # (steps, rows, k)
+    top_probs = host.get("top_probs")
+    hyps = []
+    for t_end, c_end in ranked:
+        path: list[tuple[int, int]] = []  # (step, candidate), last first
+        slots: list[int] = []  # the live slot each step extended
+        c = c_end
+        for t in range(t_end, -1, -1):
+            path.append((t, c))
+            slot = int(parents[t, c])
+            slots.append(slot)
+            if t:
+                c = int(sels[t - 1, slot])
+        path.reverse()
+        slots.reverse()
+        steps = np.arange(t_end + 1)
+        cands = np.array([c for _, c in path])
+        rows = b * beam + np.array(slots)
+        toks = tokens[steps, cands]
+        tok_lps = lps[steps, cands]
+        score = float(scores[t_end, c_end])
+        n = t_end + 1
+        hyps.append(
+            Hypothesis(
+                token_ids=tuple(toks.tolist()),
+                token_logprobs=tuple(tok_lps.tolist()),
+                attention=att[steps, rows, :, :src_len] if att is not None else None,
+                score=score,
+                norm_score=_length_norm(score, n, alpha),
+                finished=bool(toks[-1] == eos),
+                top_k_ids=top_ids[steps, rows] if top_ids is not None else None,
+                top_k_probs=top_probs[steps, rows] if top_probs is not None else None,
+                node_ids=tuple(node_of[p] for p in path) if node_of is not None else None,
+                forced_steps=min(n, len(options.forced_prefix)),
+            )
+        )
+    return DecodeResult(tuple(hyps), prep.sources[b], tree)
+
+
+def _build_tree(
+    tokens: np.ndarray,
+    parents: np.ndarray,
+    scores: np.ndarray,
+    lps: np.ndarray,
+    sels: np.ndarray,
+    end: int,
+    bos: int,
+    eos: int,
+    beam: int,
+    ends: list[tuple[int, int]],
+) -> tuple[dict[tuple[int, int], int], BeamTree]:
+    """Nodes for every finite candidate of steps 0..end; (step, candidate) -> node id."""
+    bos_node = BeamNode(0, -1, bos, None, 0.0, 0.0, True, False)
+    nodes = [bos_node]
+    node_of: dict[tuple[int, int], int] = {}
+    finished = set(ends)
+    slot_node: list[int | None] = [0] + [None] * (beam - 1)
+    for t in range(end + 1):
+        kept = {int(c) for c in sels[t]} if t < end else set()
+        for c in range(tokens.shape[1]):
+            score = float(scores[t, c])
+            parent = slot_node[int(parents[t, c])]
+            if not math.isfinite(score) or parent is None:
+                continue
+            tok = int(tokens[t, c])
+            is_done = (t, c) in finished
+            node = BeamNode(
+                id=len(nodes),
+                step=t,
+                token_id=tok,
+                parent=parent,
+                score=score,
+                logprob=float(lps[t, c]),
+                kept=is_done or (c in kept and tok != eos),
+                finished=is_done and tok == eos,
+            )
+            node_of[(t, c)] = node.id
+            nodes.append(node)
+        slot_node = [node_of.get((t, int(c))) for c in sels[t]]
+    return node_of, BeamTree(tuple(nodes), beam)
+
+
+# -- entry points --------------------------------------------------------------------------
+
+
+def decode_batch(
+    model: Seq2Seq, sources: Sequence[Sequence[int]], options: DecodeOptions = DecodeOptions()
+) -> list[DecodeResult]:
+    """Decode many sentences in one padded batch; one result per source, in order.
+
+    A sentence's result does not depend on the others in the batch (up to float
+    rounding, ~1e-6 on attention). ``beam_size`` 1 without ``record_beam`` takes the
+    greedy path, which gives the same result as beam search with one beam.
+    """
+    if options.beam_size == 1 and not options.record_beam:
+        return greedy_search(model, sources, options)
+    return beam_search(model, sources, options)
+
+
+def decode(
+    model: Seq2Seq, source_ids: Sequence[int], options: DecodeOptions = DecodeOptions()
+) -> DecodeResult:
+    """Decode one sentence (source ids ending with eos, as the model was trained)."""
+    return decode_batch(model, [source_ids], options)[0]
+
+
 def greedy_batch(
     model: Seq2Seq, sources: Sequence[Sequence[int]], *, max_length: int = 100
 ) -> list[DecodeResult]:
@@ -57,41 +1130,4 @@ def greedy_batch(
     ``sources`` are source id lists (ending with eos, as the model was trained).
     Returns one DecodeResult per source, in order.
     """
-    cfg = model.config
-    device = next(model.parameters()).device
-    src, src_mask = pad_batch(sources, cfg.pad_id, device)  # (batch, src_len)
-    batch = src.size(0)
-    enc = model.encode(src, src_mask)
-    state = model.init_state(enc)
-    prev = torch.full((batch,), cfg.bos_id, dtype=torch.long, device=device)
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
-    tokens: list[Tensor] = []
-    logprobs: list[Tensor] = []
-    weights: list[Tensor] = []
-    for t in range(max_length):
-        logits, state, w = model.step(prev, state, enc, step_index=t)
-        lp = torch.log_softmax(logits, dim=-1)  # (batch, vocab)
-        best_lp, best = lp.max(dim=-1)  # (batch,)
-        tokens.append(best)
-        logprobs.append(best_lp)
-        if w is not None:
-            weights.append(w)  # (batch, heads, src_len)
-        done = done | (best == cfg.eos_id)
-        prev = best
-        if bool(done.all()):
-            break
-    # one transfer to the host
-    tok = torch.stack(tokens, 1).cpu().numpy()  # (batch, steps)
-    lps = torch.stack(logprobs, 1).float().cpu().numpy()  # (batch, steps)
-    att = torch.stack(weights, 1).float().cpu().numpy() if weights else None
-    lengths = src_mask.sum(1).cpu().numpy()
-    results = []
-    for b in range(batch):
-        row = tok[b].tolist()
-        n = row.index(cfg.eos_id) + 1 if cfg.eos_id in row else len(row)
-        a = att[b, :n, :, : lengths[b]] if att is not None else None  # (n, heads, src_len)
-        hyp = Hypothesis(
-            tuple(row[:n]), tuple(float(x) for x in lps[b, :n]), a, float(lps[b, :n].sum())
-        )
-        results.append(DecodeResult((hyp,)))
-    return results
+    return greedy_search(model, sources, DecodeOptions(max_length=max_length))

@@ -1,0 +1,658 @@
+"""The Python API for notebooks and scripts: load a model, translate, look at the attention.
+
+    from attnviz.model.translator import Translator, attention_figure
+
+    tr = Translator.load("en-fr-additive")          # a folder, or a name under checkpoints/
+    t = tr.translate("The cat sleeps.", beam_size=5, n_best=3, top_k=5)
+    t.translation, t.alignment                      # 'Le chat dort.', '0-0 1-1 2-2 3-3'
+    attention_figure(t).show()                      # heatmap: source across, target down
+    tr.align("The cat sleeps.", "Le chat dort.")    # the model reading a given translation
+
+A :class:`Translation` mirrors one response of the JSON API (DESIGN.md); ``to_dict()``
+gives plain JSON-ready types. :func:`translate_command` is ``attnviz translate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from attnviz.model.alignment import argmax_alignment, format_pharaoh, head_mean
+from attnviz.model.checkpoint import CheckpointError, LoadedModel, load_checkpoint
+from attnviz.model.decoding import (
+    BeamTree,
+    DecodeOptions,
+    DecodeResult,
+    Hypothesis,
+    decode_batch,
+    forced,
+)
+from attnviz.model.tokenize import detokenize, tokenize
+from attnviz.model.vocab import BOS, EOS, UNK_ID
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+CHECKPOINTS_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+@dataclass
+class Candidate:
+    """One of the top-k tokens of a step."""
+
+    token: str
+    prob: float
+
+
+@dataclass
+class Step:
+    """One target token: its probability, the top-k alternatives, and whether it was forced."""
+
+    token: str
+    prob: float
+    top_k: list[Candidate] = field(default_factory=list)
+    forced: bool = False
+
+
+@dataclass
+class Translation:
+    """One translation with everything the page draws (the API response, as Python).
+
+    Attributes:
+        model: the model's name.
+        source_tokens: the source tokens and ``"</s>"``: exactly the attention's columns
+            (an unknown word is shown as written; see ``unknown_source_tokens``).
+        target_tokens: the output tokens, ``"</s>"`` included when the sentence finished:
+            exactly the attention's rows.
+        translation: the detokenized sentence, end token removed.
+        attention: (target, source) weights averaged over heads, each row summing to 1;
+            None for a model without attention.
+        heads: per-head matrices (head, target, source) when the model has several heads.
+        alignment: Pharaoh links ``"i-j"`` (0-based source word i, target word j) from the
+            argmax of each row, the end-token row and column excluded.
+        steps: per target token its probability and top-k alternatives.
+        score: total log-probability; ``normalized_score`` is what the n-best is ranked by.
+        finished: the output ended with ``</s>`` (False when it hit the length limit).
+        unknown_source_tokens: indices of source tokens the model sees as ``<unk>``.
+        hypotheses: the n-best list (this one first) when more than one was asked for.
+        beam: the search tree ``{"beam_size", "nodes": [...], "paths": [...]}`` when asked.
+        timing_ms: ``{"total": ...}`` wall time of the call that produced it.
+    """
+
+    model: str
+    source_tokens: list[str]
+    target_tokens: list[str]
+    translation: str
+    attention: list[list[float]] | None
+    alignment: str
+    steps: list[Step]
+    score: float
+    normalized_score: float
+    finished: bool
+    unknown_source_tokens: list[int]
+    heads: list[list[list[float]]] | None = None
+    hypotheses: list[Translation] = field(default_factory=list)
+    beam: dict[str, Any] | None = None
+    timing_ms: dict[str, float] = field(default_factory=dict)
+
+    def attention_array(self) -> np.ndarray | None:
+        """The attention as a (target, source) float array, or None."""
+        return None if self.attention is None else np.asarray(self.attention, dtype=np.float32)
+
+    def alignment_links(self) -> list[tuple[int, int]]:
+        """The alignment as (source, target) index pairs."""
+        return [(int(i), int(j)) for i, j in (link.split("-") for link in self.alignment.split())]
+
+    def to_dict(self, decimals: int | None = None) -> dict[str, Any]:
+        """Plain JSON-ready types (lists, dicts, str, float, int, bool, None).
+
+        ``decimals`` rounds the attention weights and probabilities (e.g. 6 for compact
+        JSON); None keeps them as they are.
+        """
+
+        def num(x: float) -> float:
+            return round(x, decimals) if decimals is not None else x
+
+        def matrix(m: list[list[float]]) -> list[list[float]]:
+            return [[num(x) for x in row] for row in m] if decimals is not None else m
+
+        return {
+            "model": self.model,
+            "source_tokens": list(self.source_tokens),
+            "target_tokens": list(self.target_tokens),
+            "translation": self.translation,
+            "attention": None if self.attention is None else matrix(self.attention),
+            "alignment": self.alignment,
+            "steps": [
+                {
+                    "token": s.token,
+                    "prob": num(s.prob),
+                    "top_k": [{"token": c.token, "prob": num(c.prob)} for c in s.top_k],
+                    "forced": s.forced,
+                }
+                for s in self.steps
+            ],
+            "score": self.score,
+            "normalized_score": self.normalized_score,
+            "finished": self.finished,
+            "unknown_source_tokens": list(self.unknown_source_tokens),
+            "heads": None if self.heads is None else [matrix(h) for h in self.heads],
+            "hypotheses": [h.to_dict(decimals) for h in self.hypotheses],
+            "beam": self.beam,
+            "timing_ms": dict(self.timing_ms),
+        }
+
+
+def resolve_model_path(path_or_name: str | Path) -> Path:
+    """A model folder given as a path, or as a name under the repository's checkpoints/."""
+    path = Path(path_or_name).expanduser()
+    if path.is_dir():
+        return path
+    named = CHECKPOINTS_DIR / str(path_or_name)
+    if named.is_dir():
+        return named
+    available = (
+        sorted(p.name for p in CHECKPOINTS_DIR.iterdir() if p.is_dir())
+        if CHECKPOINTS_DIR.is_dir()
+        else []
+    )
+    raise FileNotFoundError(
+        f"no model {str(path_or_name)!r}: not a folder, nor a name under {CHECKPOINTS_DIR} "
+        f"(available: {', '.join(available) or 'none'})"
+    )
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _pharaoh(attention: np.ndarray | None, n_rows: int, n_cols: int) -> str:
+    """Argmax links of a (target, source) matrix cropped to the word rows and columns."""
+    if attention is None or n_rows == 0 or n_cols == 0:
+        return ""
+    return format_pharaoh(argmax_alignment(attention[:n_rows, :n_cols]))
+
+
+class Translator:
+    """A loaded model with its vocabularies and languages, ready to translate.
+
+    One Translator serves any number of calls (also from several threads): decoding
+    keeps nothing on the model.
+    """
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.src_vocab = loaded.src_vocab
+        self.tgt_vocab = loaded.tgt_vocab
+        self._tgt_tokens = loaded.tgt_vocab.tokens
+
+    @classmethod
+    def load(cls, path_or_name: str | Path, device: str | torch.device | None = None) -> Translator:
+        """Load a model folder (a path, or a name under checkpoints/) onto ``device``
+        (None or ``"auto"``: CUDA when available, else CPU)."""
+        if device is None or device == "auto":
+            device = default_device()
+        return cls(load_checkpoint(resolve_model_path(path_or_name), device))
+
+    @property
+    def name(self) -> str:
+        return self.loaded.name
+
+    @property
+    def source_lang(self) -> str:
+        return self.loaded.source_lang
+
+    @property
+    def target_lang(self) -> str:
+        return self.loaded.target_lang
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def __repr__(self) -> str:
+        return (
+            f"Translator({self.name!r}, {self.source_lang}->{self.target_lang}, "
+            f"device={self.device})"
+        )
+
+    # -- text <-> ids ------------------------------------------------------------------
+
+    def _source(self, text: str) -> tuple[list[str], list[int]]:
+        """Source tokens (``"</s>"`` last) and their ids; ValueError for empty text."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        tokens = tokenize(text, self.source_lang, lowercase=self.loaded.lowercase)
+        if not tokens:
+            raise ValueError("the text to translate is empty")
+        ids = self.src_vocab.encode(tokens, add_eos=True)
+        return [*tokens, EOS], ids
+
+    def _target_ids(self, text: str) -> tuple[list[str], list[int]]:
+        tokens = tokenize(text, self.target_lang, lowercase=self.loaded.lowercase)
+        return tokens, self.tgt_vocab.encode(tokens, add_eos=False)
+
+    def _options(
+        self,
+        beam_size: int,
+        n_best: int,
+        top_k: int,
+        max_length: int | None,
+        length_penalty: float,
+        forced_prefix: str | None,
+        blocked_source: Sequence[int] | None,
+        record_beam: bool,
+    ) -> DecodeOptions:
+        prefix: tuple[int, ...] = ()
+        if forced_prefix is not None and forced_prefix.strip():
+            prefix = tuple(self._target_ids(forced_prefix)[1])
+        return DecodeOptions(
+            beam_size=beam_size,
+            n_best=n_best,
+            max_length=max_length,
+            top_k=top_k,
+            length_penalty=length_penalty,
+            forced_prefix=prefix,
+            blocked_source=tuple(blocked_source or ()),
+            record_beam=record_beam,
+        )
+
+    # -- results -----------------------------------------------------------------------
+
+    def _hypothesis(
+        self,
+        hyp: Hypothesis,
+        source_tokens: list[str],
+        source_ids: Sequence[int],
+        target_tokens: list[str] | None = None,
+    ) -> Translation:
+        vocab = self._tgt_tokens
+        ids = hyp.token_ids
+        eos_id = self.model.config.eos_id
+        words = [vocab[i] for i in ids]
+        if target_tokens is None:
+            target_tokens = words
+        n_words = len(ids) - 1 if ids and ids[-1] == eos_id else len(ids)
+        matrix = None if hyp.attention is None else head_mean(hyp.attention)  # (tgt, src)
+        heads = None
+        if hyp.attention is not None and hyp.attention.shape[1] > 1:
+            heads = hyp.attention.transpose(1, 0, 2).tolist()  # (heads, tgt, src)
+        probs = np.exp(np.asarray(hyp.token_logprobs, dtype=np.float64)).tolist()
+        top_ids = hyp.top_k_ids.tolist() if hyp.top_k_ids is not None else None
+        top_probs = hyp.top_k_probs.tolist() if hyp.top_k_probs is not None else None
+        steps = [
+            Step(
+                token=target_tokens[t],
+                prob=probs[t],
+                top_k=(
+                    [Candidate(vocab[i], p) for i, p in zip(top_ids[t], top_probs[t], strict=True)]
+                    if top_ids is not None and top_probs is not None
+                    else []
+                ),
+                forced=t < hyp.forced_steps,
+            )
+            for t in range(len(ids))
+        ]
+        return Translation(
+            model=self.name,
+            source_tokens=source_tokens,
+            target_tokens=target_tokens,
+            translation=detokenize(words[:n_words], self.target_lang),
+            attention=None if matrix is None else matrix.tolist(),
+            alignment=_pharaoh(matrix, n_words, len(source_tokens) - 1),
+            steps=steps,
+            score=hyp.score,
+            normalized_score=hyp.norm_score if hyp.norm_score is not None else hyp.score,
+            finished=hyp.finished,
+            unknown_source_tokens=[i for i, s in enumerate(source_ids) if s == UNK_ID],
+            heads=heads,
+        )
+
+    def _beam(self, tree: BeamTree, result: DecodeResult, n: int) -> dict[str, Any]:
+        vocab = self._tgt_tokens
+        nodes = [
+            {
+                "id": node.id,
+                "step": node.step,
+                "token": BOS if node.parent is None else vocab[node.token_id],
+                "token_id": node.token_id,
+                "parent": node.parent,
+                "score": node.score,
+                "logprob": node.logprob,
+                "kept": node.kept,
+                "finished": node.finished,
+            }
+            for node in tree.nodes
+        ]
+        paths = [list(h.node_ids or ()) for h in result.hypotheses[:n]]
+        return {"beam_size": tree.beam_size, "nodes": nodes, "paths": paths}
+
+    def _translation(
+        self,
+        result: DecodeResult,
+        source_tokens: list[str],
+        options: DecodeOptions,
+        elapsed_ms: float,
+    ) -> Translation:
+        src_ids = result.source_ids
+        best = self._hypothesis(result.best, source_tokens, src_ids)
+        if options.n_best > 1:  # the n-best list repeats the best one (without the list)
+            best.hypotheses = [dataclasses.replace(best)] + [
+                self._hypothesis(h, source_tokens, src_ids) for h in result.hypotheses[1:]
+            ]
+        if result.beam is not None:
+            best.beam = self._beam(result.beam, result, len(result.hypotheses))
+        best.timing_ms = {"total": elapsed_ms}
+        return best
+
+    # -- public calls ------------------------------------------------------------------
+
+    def translate(
+        self,
+        text: str,
+        *,
+        beam_size: int = 1,
+        n_best: int = 1,
+        top_k: int = 0,
+        max_length: int | None = None,
+        length_penalty: float = 1.0,
+        forced_prefix: str | None = None,
+        blocked_source: Sequence[int] | None = None,
+        record_beam: bool = False,
+    ) -> Translation:
+        """Translate one sentence.
+
+        ``forced_prefix`` (target-language text) is forced first, then decoding is free.
+        ``blocked_source`` lists source token positions (0-based over ``source_tokens``,
+        ``</s>`` included) the decoder may not attend to. ValueError for bad options or
+        empty text.
+        """
+        return self.translate_batch(
+            [text],
+            beam_size=beam_size,
+            n_best=n_best,
+            top_k=top_k,
+            max_length=max_length,
+            length_penalty=length_penalty,
+            forced_prefix=forced_prefix,
+            blocked_source=blocked_source,
+            record_beam=record_beam,
+        )[0]
+
+    def translate_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        beam_size: int = 1,
+        n_best: int = 1,
+        top_k: int = 0,
+        max_length: int | None = None,
+        length_penalty: float = 1.0,
+        forced_prefix: str | None = None,
+        blocked_source: Sequence[int] | None = None,
+        record_beam: bool = False,
+        batch_size: int = 64,
+    ) -> list[Translation]:
+        """Translate many sentences, in order (batched internally, sorted by length).
+
+        The options apply to every sentence; each result is the same as translating
+        the sentence alone.
+        """
+        if isinstance(texts, str):
+            raise TypeError("translate_batch takes a list of sentences, got one string")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        options = self._options(
+            beam_size,
+            n_best,
+            top_k,
+            max_length,
+            length_penalty,
+            forced_prefix,
+            blocked_source,
+            record_beam,
+        )
+        start = time.perf_counter()
+        sources = [self._source(t) for t in texts]
+        out: list[Translation | None] = [None] * len(sources)
+        order = sorted(range(len(sources)), key=lambda i: len(sources[i][1]))
+        for lo in range(0, len(order), batch_size):
+            idx = order[lo : lo + batch_size]
+            results = decode_batch(self.model, [sources[i][1] for i in idx], options)
+            for i, res in zip(idx, results, strict=True):
+                out[i] = self._translation(res, sources[i][0], options, 0.0)
+        elapsed = (time.perf_counter() - start) * 1000.0
+        done: list[Translation] = []
+        for t in out:
+            assert t is not None
+            t.timing_ms = {"total": elapsed}
+            done.append(t)
+        return done
+
+    def align(
+        self,
+        text: str,
+        target: str,
+        *,
+        top_k: int = 0,
+        blocked_source: Sequence[int] | None = None,
+    ) -> Translation:
+        """Forced decoding: the model reading ``target`` as the translation of ``text``.
+
+        Returns the attention and per-token probabilities of that reading (the end token
+        is appended and scored); ``target_tokens`` are the given words (a word outside
+        the vocabulary is read as ``<unk>``).
+        """
+        start = time.perf_counter()
+        source_tokens, src_ids = self._source(text)
+        tgt_tokens, tgt_ids = self._target_ids(target)
+        if not tgt_tokens:
+            raise ValueError("the target translation to align is empty")
+        result = forced(
+            self.model,
+            src_ids,
+            [*tgt_ids, self.model.config.eos_id],
+            top_k=top_k,
+            blocked_source=tuple(blocked_source or ()),
+        )
+        t = self._hypothesis(result.best, source_tokens, src_ids, [*tgt_tokens, EOS])
+        t.timing_ms = {"total": (time.perf_counter() - start) * 1000.0}
+        return t
+
+
+# -- figure -------------------------------------------------------------------------------
+
+
+def attention_figure(translation: Translation, head: int | None = None) -> go.Figure:
+    """A Plotly heatmap of the attention: source tokens across (x), target tokens down (y,
+    first at the top), hover showing both tokens and the weight, argmax links marked.
+
+    ``head`` picks one head of a multi-head model (None: the average). Shows in Jupyter
+    with ``fig.show()``. ValueError for a model without attention or a bad head.
+    """
+    import plotly.graph_objects as go
+
+    if translation.attention is None:
+        raise ValueError(
+            f"model {translation.model!r} has no attention (a fixed-vector encoder-decoder): "
+            "there is nothing to draw"
+        )
+    if head is None:
+        z = np.asarray(translation.attention, dtype=np.float64)
+        title_head = ""
+    else:
+        if translation.heads is None:
+            if head != 0:
+                raise ValueError(f"head {head} does not exist: the model has a single head")
+            z = np.asarray(translation.attention, dtype=np.float64)
+        else:
+            last = len(translation.heads) - 1
+            if not 0 <= head <= last:
+                raise ValueError(f"head {head} does not exist: the model has heads 0..{last}")
+            z = np.asarray(translation.heads[head], dtype=np.float64)
+        title_head = f" — head {head}"
+    src = translation.source_tokens
+    tgt = translation.target_tokens
+    xs = list(range(len(src)))
+    ys = list(range(len(tgt)))
+    hover = [[f"{tgt[j]} → {src[i]}" for i in xs] for j in ys]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=xs,
+            y=ys,
+            zmin=0.0,
+            zmax=1.0,
+            colorscale="Blues",
+            colorbar={"title": {"text": "weight"}},
+            customdata=hover,
+            hovertemplate="%{customdata}<br>weight %{z:.3f}<extra></extra>",
+            xgap=1,
+            ygap=1,
+        )
+    )
+    links = translation.alignment_links() if head is None else _links_of(z, translation)
+    if links:
+        fig.add_trace(
+            go.Scatter(
+                x=[i for i, _ in links],
+                y=[j for _, j in links],
+                mode="markers",
+                marker={
+                    "symbol": "square-open",
+                    "size": 14,
+                    "color": "#d62728",
+                    "line": {"width": 2},
+                },
+                name="argmax alignment",
+                hoverinfo="skip",
+            )
+        )
+    cell = 34
+    fig.update_layout(
+        title={"text": f"{translation.translation}{title_head}"},
+        xaxis={
+            "tickmode": "array",
+            "tickvals": xs,
+            "ticktext": src,
+            "side": "top",
+            "tickangle": -45,
+            "title": {"text": "source"},
+        },
+        yaxis={
+            "tickmode": "array",
+            "tickvals": ys,
+            "ticktext": tgt,
+            "autorange": "reversed",
+            "title": {"text": "target"},
+        },
+        width=max(420, 180 + cell * len(src)),
+        height=max(360, 200 + cell * len(tgt)),
+        showlegend=False,
+        plot_bgcolor="white",
+    )
+    return fig
+
+
+def _links_of(z: np.ndarray, translation: Translation) -> list[tuple[int, int]]:
+    n_rows = len(translation.target_tokens) - (1 if translation.finished else 0)
+    return argmax_alignment(z[:n_rows, : len(translation.source_tokens) - 1]) if n_rows else []
+
+
+# -- attnviz translate --------------------------------------------------------------------
+
+
+def _progress(total: int, stdin: IO[str]) -> Callable[[int], None]:
+    """A tqdm bar on stderr when reading a file (not a terminal) of more than a screenful."""
+    try:
+        interactive = stdin.isatty()
+    except (AttributeError, ValueError):
+        interactive = False
+    if interactive or total <= shutil.get_terminal_size().lines:
+        return lambda n: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="sent", file=sys.stderr, desc="translate")
+
+    def update(n: int) -> None:
+        bar.update(n)
+        if bar.n >= total:
+            bar.close()
+
+    return update
+
+
+def translate_command(
+    model: str,
+    beam_size: int,
+    alignment: bool,
+    as_json: bool,
+    batch_size: int,
+    device: str | None,
+    stdin: IO[str],
+    stdout: IO[str],
+) -> int:
+    """``attnviz translate``: one sentence per line from ``stdin``, one translation per line
+    to ``stdout``, in order. ``alignment`` appends `` ||| 0-0 1-2 ...`` (Pharaoh, 0-based
+    source-target, as Marian and OpenNMT print it); ``as_json`` writes one JSON object per
+    line (``Translation.to_dict``). An empty line gives an empty line (``{}`` in JSON).
+    Returns the exit status (2 with a message on stderr for a bad model or option).
+    """
+    if batch_size < 1:
+        print(f"attnviz translate: --batch-size must be >= 1, got {batch_size}", file=sys.stderr)
+        return 2
+    try:
+        DecodeOptions(beam_size=beam_size)
+        translator = Translator.load(model, device)
+    except (ValueError, FileNotFoundError, CheckpointError) as e:
+        print(f"attnviz translate: {e}", file=sys.stderr)
+        return 2
+    lines = [line.rstrip("\r\n") for line in stdin]
+    update = _progress(len(lines), stdin)
+    sources: dict[int, tuple[list[str], list[int]]] = {}
+    for n, line in enumerate(lines):
+        if line.strip():
+            sources[n] = translator._source(line)
+    options = DecodeOptions(beam_size=beam_size)
+    order = sorted(sources, key=lambda n: len(sources[n][1]))
+    empty = "{}" if as_json else (" ||| " if alignment else "")
+    out: list[str] = [empty] * len(lines)
+    update(len(lines) - len(sources))
+    tokens = translator._tgt_tokens
+    eos_id = translator.model.config.eos_id
+    for lo in range(0, len(order), batch_size):
+        idx = order[lo : lo + batch_size]
+        start = time.perf_counter()
+        results = decode_batch(translator.model, [sources[n][1] for n in idx], options)
+        elapsed = (time.perf_counter() - start) * 1000.0
+        for n, res in zip(idx, results, strict=True):
+            if as_json:
+                t = translator._translation(res, sources[n][0], options, elapsed)
+                out[n] = json.dumps(t.to_dict(decimals=6), ensure_ascii=False)
+                continue
+            ids = res.best.token_ids
+            n_words = len(ids) - 1 if ids and ids[-1] == eos_id else len(ids)
+            text = detokenize([tokens[i] for i in ids[:n_words]], translator.target_lang)
+            if alignment:
+                att = res.best.attention
+                links = _pharaoh(
+                    None if att is None else head_mean(att), n_words, len(sources[n][0]) - 1
+                )
+                text = f"{text} ||| {links}"
+            out[n] = text
+        update(len(idx))
+    for text in out:
+        stdout.write(text + "\n")
+    stdout.flush()
+    return 0

@@ -1,0 +1,203 @@
+"""Decoding speed, with attention captured and returned (not part of the test run).
+
+    .venv/bin/python bench/decode_speed.py [--model NAME_OR_DIR] [--data data/sample/test.tsv]
+                                           [--threads 1,2] [--runs 200]
+
+Prints, for each torch thread count:
+- latency of one 10-word sentence in process (median and p90): greedy and beam 5;
+- sentences/s translating the source side of a test file, batch 1 and 64 (sorted by
+  length), decoding only; and, for a trained model, end to end through the function
+  behind ``attnviz translate`` (load, tokenize, decode, detokenize, write);
+and the machine's load average, since other work on the machine slows everything.
+
+Without --model, the first folder under checkpoints/ is used; if there is none, a random
+model of the default size (emb 256, hidden 256, additive attention, vocabularies of
+3000/4000). A random model does not stop by itself, so its output length is forced to a
+realistic value: 12 tokens for the 10-word sentence, and in the batched runs the length of
+the longest reference translation of the batch plus the end token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import time
+import zlib
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from attnviz.model.checkpoint import load_checkpoint  # noqa: E402
+from attnviz.model.config import ModelConfig  # noqa: E402
+from attnviz.model.decoding import DecodeOptions, decode, decode_batch  # noqa: E402
+from attnviz.model.seq2seq import Seq2Seq  # noqa: E402
+from attnviz.model.tokenize import tokenize  # noqa: E402
+from attnviz.model.translator import (  # noqa: E402
+    CHECKPOINTS_DIR,
+    resolve_model_path,
+    translate_command,
+)
+from attnviz.model.vocab import Vocab  # noqa: E402
+
+TEN_WORDS = "The old teacher did not give the red book to my son."  # 10 words + 2 marks
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def timed(fn: Callable[[], object], runs: int, warmup: int = 10) -> tuple[float, float]:
+    """(median, p90) wall milliseconds of ``fn``."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times), percentile(times, 0.9)
+
+
+def read_pairs(path: Path) -> list[tuple[str, str]]:
+    pairs = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        cols = line.split("\t")
+        if len(cols) >= 2 and cols[0].strip():
+            pairs.append((cols[0], cols[1]))
+    return pairs
+
+
+class Subject:
+    """The model under test, with what is needed to feed it text."""
+
+    def __init__(self, name: str | None) -> None:
+        if name is None and CHECKPOINTS_DIR.is_dir():
+            folders = sorted(p for p in CHECKPOINTS_DIR.iterdir() if (p / "card.json").is_file())
+            if folders:
+                name = str(folders[0])
+        self.folder: Path | None = None
+        self.src_vocab: Vocab | None = None
+        self.src_lang, self.tgt_lang = "en", "fr"
+        if name is not None:
+            loaded = load_checkpoint(resolve_model_path(name), "cpu")
+            self.model = loaded.model
+            self.folder = loaded.path
+            self.src_vocab = loaded.src_vocab
+            self.src_lang, self.tgt_lang = loaded.source_lang, loaded.target_lang
+            cfg = self.model.config
+            self.description = (
+                f"trained model {loaded.path} ({cfg.attention}, {cfg.decoder_style}, emb "
+                f"{cfg.emb_dim}, hidden {cfg.hidden_dim}, vocab {cfg.src_vocab_size}/"
+                f"{cfg.tgt_vocab_size}, {self.model.num_parameters():,} parameters)"
+            )
+        else:
+            torch.manual_seed(0)
+            self.model = Seq2Seq(ModelConfig(src_vocab_size=3000, tgt_vocab_size=4000)).eval()
+            self.description = (
+                "RANDOM model (no model folder found): additive, bahdanau, emb 256, hidden "
+                f"256, vocab 3000/4000, {self.model.num_parameters():,} parameters; "
+                "output lengths forced"
+            )
+
+    @property
+    def random(self) -> bool:
+        return self.folder is None
+
+    def encode(self, text: str) -> list[int]:
+        tokens = tokenize(text, self.src_lang)
+        if self.src_vocab is None:  # random model: stable fake ids
+            return [4 + zlib.crc32(t.encode()) % 2996 for t in tokens] + [3]
+        return self.src_vocab.encode(tokens, add_eos=True)
+
+
+def run_batches(
+    subject: Subject, src_ids: list[list[int]], ref_lens: list[int], batches: list[list[int]]
+) -> None:
+    for idx in batches:
+        max_len = max(ref_lens[i] for i in idx) if subject.random else None
+        decode_batch(subject.model, [src_ids[i] for i in idx], DecodeOptions(max_length=max_len))
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model folder or name under checkpoints/")
+    default_data = REPO / "data" / "corpus" / "test.tsv"
+    if not default_data.is_file():
+        default_data = REPO / "data" / "sample" / "test.tsv"
+    parser.add_argument("--data", type=Path, default=default_data, help="TSV test file")
+    parser.add_argument("--threads", default="1,2", help="torch thread counts to try")
+    parser.add_argument("--runs", type=int, default=200, help="runs per latency figure")
+    parser.add_argument("--limit", type=int, default=2000, help="sentences of the test file")
+    args = parser.parse_args()
+
+    subject = Subject(args.model)
+    model = subject.model
+    print(f"model: {subject.description}")
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {load_average()}")
+    pairs = read_pairs(args.data)[: args.limit]
+    sentence_ids = subject.encode(TEN_WORDS)
+    src_ids = [subject.encode(s) for s, _ in pairs]
+    ref_lens = [len(tokenize(t, subject.tgt_lang)) + 1 for _, t in pairs]
+    print(
+        f"data: {args.data} ({len(pairs)} sentences, "
+        f"{statistics.mean(len(s) - 1 for s in src_ids):.1f} source tokens on average)"
+    )
+    one_length = 12 if subject.random else None
+
+    for threads in [int(x) for x in args.threads.split(",") if x.strip()]:
+        torch.set_num_threads(threads)
+        print(f"\n== {threads} thread(s) ==")
+        for beam in (1, 5):
+            opts = DecodeOptions(beam_size=beam, max_length=one_length)
+            out = decode(model, sentence_ids, opts).best
+            med, p90 = timed(partial(decode, model, sentence_ids, opts), args.runs)
+            name = "greedy" if beam == 1 else f"beam {beam}"
+            print(
+                f"10-word sentence, {name:7s}: median {med:6.2f} ms   p90 {p90:6.2f} ms   "
+                f"({len(out.token_ids)} target tokens, attention {out.attention is not None})"
+            )
+        order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
+        for batch_size in (1, 64):
+            batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+            run_batches(subject, src_ids, ref_lens, batches[:3])  # warm up
+            start = time.perf_counter()
+            run_batches(subject, src_ids, ref_lens, batches)
+            took = time.perf_counter() - start
+            print(
+                f"batch {batch_size:3d}, greedy, decoding only: "
+                f"{len(order) / took:8.0f} sentences/s"
+            )
+        if subject.folder is not None:
+            text = "".join(s + "\n" for s, _ in pairs)
+            sink = io.StringIO()
+            start = time.perf_counter()
+            translate_command(
+                str(subject.folder), 1, False, False, 64, "cpu", io.StringIO(text), sink
+            )
+            took = time.perf_counter() - start
+            print(
+                "batch  64, greedy, attnviz translate end to end (load, tokenize, decode, "
+                f"detokenize): {len(pairs) / took:8.0f} sentences/s"
+            )
+    print(
+        f"\nload average after: {load_average()} "
+        "(other processes share the 2 cores: figures are noisy)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
