@@ -149,11 +149,9 @@ def _add_translate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _serve(args: argparse.Namespace) -> int:
-    checkpoints = sorted(p.name for p in Path("checkpoints").glob("*/") if p.is_dir())
-    print("The attnviz service is not built yet (see the open issues).")
-    print(f"Bundled models: {', '.join(checkpoints) or 'none yet'}")
-    print("What works now: attnviz corpus generate|stats")
-    return 0
+    from attnviz.app.server import serve_command
+
+    return serve_command(args.host, args.port, args.models_dir, args.device)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_translate(sub)
 
     serve = sub.add_parser("serve", help="start the web service")
+    # defaults None: the ATTNVIZ_* environment variables then apply
+    serve.add_argument("--host", default=None, help="default 127.0.0.1 (ATTNVIZ_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="default 8000 (ATTNVIZ_PORT)")
+    serve.add_argument("--models-dir", type=Path, default=None, help="default checkpoints/")
+    serve.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     serve.set_defaults(handler=_serve)
     return parser
 

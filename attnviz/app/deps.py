@@ -1,0 +1,39 @@
+"""Dependencies: what a route gets from the app (settings, models, batcher, metrics).
+
+Everything lives on ``app.state``, set by ``create_app`` and the lifespan; nothing is
+module-level. Tests pass their own ``Settings`` to ``create_app`` (or override
+:func:`get_app_settings`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from attnviz.app.batching import Batcher
+from attnviz.app.metrics import Metrics
+from attnviz.app.registry import ModelRegistry
+from attnviz.app.settings import Settings
+
+
+def get_app_settings(request: Request) -> Settings:
+    return cast(Settings, request.app.state.settings)
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    return cast(ModelRegistry, request.app.state.registry)
+
+
+def get_batcher(request: Request) -> Batcher:
+    return cast(Batcher, request.app.state.batcher)
+
+
+def get_metrics(request: Request) -> Metrics:
+    return cast(Metrics, request.app.state.metrics)
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+BatcherDep = Annotated[Batcher, Depends(get_batcher)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]

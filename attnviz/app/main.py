@@ -1,0 +1,158 @@
+"""The FastAPI app: :func:`create_app` wires settings, middleware, routes and the lifespan
+(which loads the models and starts the micro-batcher).
+
+    uvicorn --factory attnviz.app.main:create_app      # settings from ATTNVIZ_* variables
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
+
+from attnviz.app.batching import Batcher
+from attnviz.app.checks import InputProblem
+from attnviz.app.logs import app_logger, log_event
+from attnviz.app.metrics import Metrics
+from attnviz.app.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from attnviz.app.registry import BadModelNameError, UnknownModelError, load_registry
+from attnviz.app.routes import api, metrics
+from attnviz.app.settings import Settings, get_settings
+from attnviz.model.train import resolve_device
+
+DESCRIPTION = """
+Translate between English and French with attention models and see where they look.
+
+Every translation comes with its attention matrix: `attention[t][s]` is the weight the
+decoder gave source token `s` (a column, `source_tokens[s]`, the end token `</s>` last)
+when it wrote target token `t` (a row, `target_tokens[t]`). Alignments are Pharaoh
+`i-j` pairs, 0-based, source-target. Errors are `{"detail": ...}` saying what to change.
+"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load every model of the models directory, then start the micro-batcher."""
+    settings: Settings = app.state.settings
+    device = resolve_device(settings.device)
+    torch.set_num_threads(settings.intra_op_threads())
+    registry = await run_in_threadpool(
+        load_registry, settings.models_dir, device, settings.default_model
+    )
+    batcher = Batcher(
+        app.state.metrics,
+        enabled=settings.micro_batch,
+        window_s=settings.batch_window_ms / 1000.0,
+        max_batch=settings.max_batch,
+        workers=settings.inference_workers,
+    )
+    batcher.start()
+    app.state.registry = registry
+    app.state.batcher = batcher
+    log_event(
+        app_logger,
+        logging.INFO,
+        "started",
+        device=str(device),
+        models=registry.names,
+        failed=[f.folder for f in registry.failures],
+        default_model=registry.default_name,
+        micro_batch=settings.micro_batch,
+        workers=settings.inference_workers,
+        torch_threads=torch.get_num_threads(),
+    )
+    try:
+        yield
+    finally:
+        await batcher.close()
+
+
+def _clean_errors(errors: Any) -> list[dict[str, Any]]:
+    """FastAPI's validation errors without the echoed input (it can be 64 KB)."""
+    out = []
+    for e in errors:
+        msg = str(e.get("msg", ""))
+        msg = msg.removeprefix("Value error, ")
+        out.append({"loc": list(e.get("loc", ())), "msg": msg, "type": str(e.get("type", ""))})
+    return out
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": _clean_errors(exc.errors())}, status_code=422)
+
+
+async def _input_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InputProblem)
+    return JSONResponse({"detail": exc.detail()}, status_code=422)
+
+
+async def _unknown_model(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=404)
+
+
+async def _bad_model_name(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=400)
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the installed package: the docs work offline."""
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="attnviz API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
+
+    app.add_api_route("/docs", docs, include_in_schema=False, response_class=HTMLResponse)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app, configured by ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="attnviz",
+        summary="Attention inside English-French neural machine translation",
+        description=DESCRIPTION,
+        version="1.0.0",
+        lifespan=lifespan,
+        docs_url=None,  # served below from the installed swagger-ui-bundle, not a CDN
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(InputProblem, _input_problem)
+    app.add_exception_handler(UnknownModelError, _unknown_model)
+    app.add_exception_handler(BadModelNameError, _bad_model_name)
+    app.include_router(api.router)
+    app.include_router(metrics.router)
+    _add_docs(app)
+    # the last added runs first: headers/logs around CORS around the body limit
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type"],
+        )
+    app.add_middleware(
+        RequestContextMiddleware, metrics=app.state.metrics, log_requests=settings.log_requests
+    )
+    return app

@@ -1,0 +1,297 @@
+"""The JSON API (contract v1, DESIGN.md): translate, batch, align, models, health."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+
+from attnviz.app.batching import Batcher, BatchInfo, DecodeParams
+from attnviz.app.checks import (
+    InputProblem,
+    Source,
+    check_limits,
+    check_masked,
+    check_prefix,
+    read_source,
+)
+from attnviz.app.deps import BatcherDep, RegistryDep, SettingsDep
+from attnviz.app.registry import ModelEntry, ModelRegistry
+from attnviz.app.schemas import (
+    AlignRequest,
+    AlignResponse,
+    BatchTranslateRequest,
+    BatchTranslateResponse,
+    ErrorMessage,
+    FailedModel,
+    HealthResponse,
+    ModelCard,
+    ModelsResponse,
+    TranslateRequest,
+    TranslateResponse,
+    ValidationErrorResponse,
+)
+from attnviz.model.translator import Translation
+
+router = APIRouter(prefix="/api", tags=["api"])
+
+DECIMALS = 6  # attention weights in responses (rows still sum to 1 within 1e-5)
+_ERRORS: tuple[tuple[int, type[BaseModel], str], ...] = (
+    (400, ErrorMessage, "A model name that looks like a path"),
+    (404, ErrorMessage, "Unknown model (the message lists the available ones)"),
+    (413, ErrorMessage, "Request body larger than the limit"),
+    (422, ValidationErrorResponse, "Invalid input: each problem says what to change"),
+)
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error responses of an endpoint (for OpenAPI)."""
+    return {c: {"model": m, "description": d} for c, m, d in _ERRORS if c in codes}
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _rounded(matrix: Any) -> Any:
+    """Weights to DECIMALS places (compact JSON), in numpy: a Python loop over every
+    weight costs about a millisecond per response."""
+    return np.asarray(matrix, dtype=np.float64).round(DECIMALS).tolist()
+
+
+def _hypothesis_dict(t: Translation, include_heads: bool) -> dict[str, Any]:
+    d = t.to_dict()  # probabilities keep their precision; the matrices are rounded here
+    if d["attention"] is not None:
+        d["attention"] = _rounded(d["attention"])
+    d["heads"] = _rounded(d["heads"]) if include_heads and d["heads"] is not None else None
+    for key in ("score", "normalized_score"):  # -inf only for an impossible forced token
+        if not math.isfinite(d[key]):
+            d[key] = -1e30
+    return d
+
+
+def _translation_dict(
+    t: Translation, info: BatchInfo, start: float, include_heads: bool
+) -> dict[str, Any]:
+    d = _hypothesis_dict(t, include_heads)
+    d["hypotheses"] = [_hypothesis_dict(h, include_heads) for h in t.hypotheses]
+    if t.beam is not None:
+        beam = dict(t.beam)
+        beam["nodes"] = [
+            {**node, "score": _finite(node["score"]), "logprob": _finite(node["logprob"])}
+            for node in t.beam["nodes"]
+        ]
+        d["beam"] = beam
+    d["timing_ms"] = {
+        "total": (time.perf_counter() - start) * 1000.0,
+        "queue": info.queue_ms,
+        "inference": info.inference_ms,
+    }
+    return d
+
+
+def _params(
+    entry: ModelEntry,
+    body: TranslateRequest | BatchTranslateRequest,
+    sources: Sequence[Source],
+) -> DecodeParams:
+    masked = check_masked(body.masked_source, sources, isinstance(body, BatchTranslateRequest))
+    check_prefix(entry.translator, entry.name, body.forced_prefix, body.max_length, sources)
+    return DecodeParams(
+        beam_size=body.beam_size,
+        n_best=body.n_best,
+        top_k=body.top_k,
+        max_length=body.max_length,
+        length_penalty=body.length_penalty,
+        forced_prefix=body.forced_prefix,
+        masked_source=masked,
+        record_beam=body.include_beam and body.beam_size > 1,
+    )
+
+
+async def _translate(
+    batcher: Batcher, entry: ModelEntry, texts: list[str], params: DecodeParams
+) -> tuple[list[Translation], BatchInfo]:
+    try:
+        return await batcher.translate(entry.name, entry.translator, texts, params)
+    except ValueError as e:  # the checks should have caught it: still the input's fault
+        raise InputProblem([], str(e)) from e
+
+
+def _summary(entry: ModelEntry, registry: ModelRegistry) -> dict[str, Any]:
+    card = entry.card
+    config = card.get("config") or {}
+    metrics = card.get("metrics") or {}
+    attention = str(config.get("attention", "unknown"))
+    heads = config.get("attention_heads") if attention == "multihead" else None
+    return {
+        "name": entry.name,
+        "source_lang": entry.translator.source_lang,
+        "target_lang": entry.translator.target_lang,
+        "architecture": str(card.get("architecture") or config.get("rnn_type", "seq2seq")),
+        "attention": attention,
+        "has_attention": attention != "none",
+        "attention_heads": heads,
+        "parameters": int(card.get("parameters") or entry.translator.model.num_parameters()),
+        "metrics": {k: metrics.get(k) for k in ("bleu", "chrf", "aer")},
+        "default": entry.name == registry.default_name,
+    }
+
+
+# -- endpoints ----------------------------------------------------------------------------
+
+
+@router.post("/translate", response_model=TranslateResponse, responses=_errors(400, 404, 413, 422))
+async def translate(
+    body: TranslateRequest,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    batcher: BatcherDep,
+) -> dict[str, Any]:
+    """Translate one sentence; the response carries the attention matrix (rows = target
+    tokens, columns = source tokens), the alignment, every step's candidates and, when
+    asked, the n-best list and the beam search tree."""
+    start = time.perf_counter()
+    entry = registry.get(body.model)
+    check_limits(
+        settings,
+        texts=[(["text"], body.text)],
+        beam_size=body.beam_size,
+        max_length=body.max_length,
+        top_k=body.top_k,
+    )
+    sources = [read_source(entry.translator, entry.name, body.text, ["text"])]
+    params = _params(entry, body, sources)
+    results, info = await _translate(batcher, entry, [body.text], params)
+    return _translation_dict(results[0], info, start, body.include_heads)
+
+
+@router.post(
+    "/translate/batch", response_model=BatchTranslateResponse, responses=_errors(400, 404, 413, 422)
+)
+async def translate_batch(
+    body: BatchTranslateRequest,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    batcher: BatcherDep,
+) -> dict[str, Any]:
+    """Translate several sentences with the same options; results in input order."""
+    start = time.perf_counter()
+    entry = registry.get(body.model)
+    check_limits(
+        settings,
+        texts=[(["texts", i], t) for i, t in enumerate(body.texts)],
+        batch=len(body.texts),
+        beam_size=body.beam_size,
+        max_length=body.max_length,
+        top_k=body.top_k,
+    )
+    read = functools.partial(read_source, entry.translator, entry.name)
+    sources = [read(text, ["texts", i]) for i, text in enumerate(body.texts)]
+    params = _params(entry, body, sources)
+    results, info = await _translate(batcher, entry, list(body.texts), params)
+    return {
+        "results": [_translation_dict(t, info, start, body.include_heads) for t in results],
+        "timing_ms": {
+            "total": (time.perf_counter() - start) * 1000.0,
+            "queue": info.queue_ms,
+            "inference": info.inference_ms,
+        },
+    }
+
+
+@router.post("/align", response_model=AlignResponse, responses=_errors(400, 404, 413, 422))
+async def align(
+    body: AlignRequest,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    batcher: BatcherDep,
+) -> dict[str, Any]:
+    """How the model reads a given translation (forced decoding): the attention and the
+    probability of each given target word."""
+    start = time.perf_counter()
+    entry = registry.get(body.model)
+    check_limits(
+        settings, texts=[(["text"], body.text), (["target"], body.target)], top_k=body.top_k
+    )
+    source = read_source(entry.translator, entry.name, body.text, ["text"])
+    masked = check_masked(body.masked_source, [source], batch=False)
+    call = functools.partial(
+        entry.translator.align, body.text, body.target, top_k=body.top_k, blocked_source=masked
+    )
+    began = time.perf_counter()
+    try:
+        result = await batcher.run_sync(call)
+    except ValueError as e:
+        raise InputProblem([], str(e)) from e
+    ran = (time.perf_counter() - began) * 1000.0
+    d = _hypothesis_dict(result, body.include_heads)
+    d["timing_ms"] = {"total": (time.perf_counter() - start) * 1000.0, "inference": ran}
+    return d
+
+
+@router.get("/models", response_model=ModelsResponse)
+async def list_models(registry: RegistryDep) -> dict[str, Any]:
+    """Every loaded model with its languages, attention mechanism, size and test metrics."""
+    return {
+        "models": [_summary(e, registry) for e in registry.entries],
+        "default_model": registry.default_name,
+    }
+
+
+@router.get("/models/{name:path}", response_model=ModelCard, responses=_errors(400, 404))
+async def model_card(name: str, registry: RegistryDep) -> dict[str, Any]:
+    """A model's card: config, metrics, BLEU by source length, training curve."""
+    entry = registry.get(name)
+    card = entry.card
+    summary = _summary(entry, registry)
+    summary["metrics"] = dict(card.get("metrics") or {})  # every metric of the card
+    return {
+        **summary,
+        "config": card.get("config") or {},
+        "vocab_sizes": {
+            "source": len(entry.translator.src_vocab),
+            "target": len(entry.translator.tgt_vocab),
+        },
+        "bleu_by_length": card.get("bleu_by_length"),
+        "curve": card.get("curve") or [],
+        "training_seconds": card.get("training_seconds"),
+        "steps": card.get("steps"),
+        "valid_bleu": card.get("valid_bleu"),
+        "data": card.get("data"),
+    }
+
+
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "No model could be loaded"}},
+)
+async def health(
+    registry: RegistryDep, settings: SettingsDep, response: Response
+) -> HealthResponse:
+    """Status, device, the models serving and the folders that failed to load (with why)."""
+    status: Literal["ok", "degraded", "unavailable"]
+    if len(registry) == 0:
+        status = "unavailable"
+        response.status_code = 503
+    else:
+        status = "degraded" if registry.failures else "ok"
+    return HealthResponse(
+        status=status,
+        device=str(registry.device),
+        models=registry.names,
+        default_model=registry.default_name,
+        failed=[FailedModel(folder=f.folder, reason=f.reason) for f in registry.failures],
+        micro_batching=settings.micro_batch,
+        uptime_s=round(time.time() - registry.loaded_at, 3),
+    )

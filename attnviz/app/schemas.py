@@ -1,0 +1,416 @@
+"""Request and response models of the JSON API (contract v1 in DESIGN.md).
+
+Requests are strict (no type coercion, unknown fields refused) and every check says what
+to change. Limits stated here are the contract's; the settings may lower them, which the
+routes check. Matrices: ``attention[t][s]`` is the weight target token ``t`` (a row,
+``target_tokens[t]``) gives source token ``s`` (a column, ``source_tokens[s]``).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+from attnviz.app.settings import (
+    MAX_BATCH_TEXTS,
+    MAX_BEAM_SIZE,
+    MAX_LENGTH,
+    MAX_TEXT_CHARS,
+    MAX_TOP_K,
+)
+
+EXAMPLE_TEXT = "The little girl ate the red apple."
+_ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
+def _char_name(ch: str) -> str:
+    if ch == "\x00":
+        return "NUL (U+0000)"
+    try:
+        return f"U+{ord(ch):04X} ({unicodedata.name(ch)})"
+    except ValueError:
+        return f"U+{ord(ch):04X}"
+
+
+def check_text(value: str, what: str = "text") -> str:
+    """Trimmed, NFC-normalised text; ValueError saying what to change when it is empty,
+    too long, or holds control characters, NUL or lone surrogates (invalid Unicode).
+
+    Emoji, right-to-left scripts and other symbols are accepted: the model reads words it
+    does not know as ``<unk>`` and the response lists them in ``unknown_source_tokens``.
+    """
+    text = value.strip()
+    if not text:
+        raise ValueError(
+            f"{what} is empty or only white space: send 1 to {MAX_TEXT_CHARS} characters"
+        )
+    if len(text) > MAX_TEXT_CHARS:
+        raise ValueError(
+            f"{what} has {len(text)} characters after trimming, more than the limit of "
+            f"{MAX_TEXT_CHARS}: shorten it, or split it into sentences and send them to "
+            "POST /api/translate/batch"
+        )
+    for i, ch in enumerate(text):
+        if ch.isprintable() or ch in _ALLOWED_CONTROLS:
+            continue
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            raise ValueError(
+                f"{what} contains the control character {_char_name(ch)} at position {i}: "
+                "remove it (only tabs and line breaks are allowed)"
+            )
+        if category == "Cs":
+            raise ValueError(
+                f"{what} contains a lone surrogate {_char_name(ch)} at position {i}, which "
+                "is not valid Unicode: send the text as UTF-8 without \\ud800-\\udfff escapes"
+            )
+    return unicodedata.normalize("NFC", text)
+
+
+def _check_text(value: str) -> str:
+    return check_text(value)
+
+
+def _check_target(value: str) -> str:
+    return check_text(value, "target")
+
+
+def _check_prefix(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None  # an empty what-if box means no prefix
+    return check_text(value, "forced_prefix")
+
+
+def _integral(value: object) -> object:
+    """JSON has one number type: 3.0 is the integer 3 (2.5, "3" and true stay refused)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+_TEXT_SCHEMA = {"minLength": 1, "maxLength": MAX_TEXT_CHARS}
+Int = Annotated[int, BeforeValidator(_integral)]
+
+Text = Annotated[
+    str,
+    AfterValidator(_check_text),
+    Field(
+        description=f"text to translate: 1..{MAX_TEXT_CHARS} characters after trimming, "
+        "no control characters",
+        json_schema_extra=_TEXT_SCHEMA,
+        examples=[EXAMPLE_TEXT],
+    ),
+]
+# constraints before the validator, so that the JSON schema states them
+SourcePosition = Annotated[int, Field(ge=0, le=MAX_TEXT_CHARS), BeforeValidator(_integral)]
+TargetLength = Annotated[int, Field(ge=1, le=MAX_LENGTH), BeforeValidator(_integral)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class _ModelChoice(_Request):
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="a name from GET /api/models; null = the default model",
+        examples=["en-fr-additive"],
+    )
+
+
+class _DecodeOptions(_ModelChoice):
+    """Decoding options shared by /api/translate and /api/translate/batch."""
+
+    beam_size: Int = Field(
+        default=1, ge=1, le=MAX_BEAM_SIZE, description="1 = greedy; K > 1 = beam search"
+    )
+    n_best: Int = Field(
+        default=1,
+        ge=1,
+        le=MAX_BEAM_SIZE,
+        description="hypotheses returned (1..beam_size), best first, in `hypotheses`",
+    )
+    max_length: TargetLength | None = Field(
+        default=None,
+        description="most target tokens (the end token included); null = 2 x source + 10",
+    )
+    top_k: Int = Field(
+        default=0, ge=0, le=MAX_TOP_K, description="candidate words reported for every step"
+    )
+    length_penalty: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=5.0,
+        allow_inf_nan=False,
+        description="beam ranking: score / length ** length_penalty (0 = raw log-probability)",
+    )
+    forced_prefix: Annotated[str | None, AfterValidator(_check_prefix)] = Field(
+        default=None,
+        max_length=4 * MAX_TEXT_CHARS,
+        description="what-if: target-language words forced first, then decoding is free",
+        examples=["La petite"],
+    )
+    masked_source: list[SourcePosition] | None = Field(
+        default=None,
+        max_length=MAX_TEXT_CHARS + 1,
+        description="what-if: source positions (0-based columns of `attention`, the end "
+        "token included) the decoder may not attend to; at least one must stay free",
+        examples=[[1]],
+    )
+    include_beam: bool = Field(
+        default=False, description="return the beam search tree in `beam` (beam_size > 1)"
+    )
+    include_heads: bool = Field(
+        default=False, description="return each head's matrix in `heads` (multi-head models)"
+    )
+
+    @field_validator("n_best")
+    @classmethod
+    def _n_best_within_beam(cls, n_best: int, info: ValidationInfo) -> int:
+        beam_size = info.data.get("beam_size")
+        if isinstance(beam_size, int) and n_best > beam_size:
+            raise ValueError(
+                f"n_best ({n_best}) cannot exceed beam_size ({beam_size}): beam search finds "
+                f"beam_size hypotheses; raise beam_size to at least {n_best} or lower n_best"
+            )
+        return n_best
+
+
+class TranslateRequest(_DecodeOptions):
+    """One sentence to translate."""
+
+    text: Text
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"text": EXAMPLE_TEXT, "model": "en-fr-additive", "top_k": 3},
+                {"text": EXAMPLE_TEXT, "beam_size": 5, "n_best": 3, "include_beam": True},
+                {"text": EXAMPLE_TEXT, "forced_prefix": "La petite", "masked_source": [1]},
+            ]
+        }
+    )
+
+
+class BatchTranslateRequest(_DecodeOptions):
+    """Several sentences, the same options for all; results come back in input order."""
+
+    texts: list[Text] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_TEXTS,
+        description=f"1..{MAX_BATCH_TEXTS} texts",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"texts": [EXAMPLE_TEXT, "Is the Swiss bed pink?"], "top_k": 2}]
+        }
+    )
+
+
+class AlignRequest(_ModelChoice):
+    """A text and a given translation: how the model reads that translation (forced
+    decoding)."""
+
+    text: Text
+    target: Annotated[
+        str,
+        AfterValidator(_check_target),
+        Field(
+            description="the translation to read, in the model's target language",
+            json_schema_extra=_TEXT_SCHEMA,
+            examples=["La petite fille a mangé la pomme rouge."],
+        ),
+    ]
+    top_k: Int = Field(default=0, ge=0, le=MAX_TOP_K)
+    masked_source: list[SourcePosition] | None = Field(default=None, max_length=MAX_TEXT_CHARS + 1)
+    include_heads: bool = False
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "text": EXAMPLE_TEXT,
+                    "target": "La petite fille a mangé la pomme rouge.",
+                    "model": "en-fr-additive",
+                }
+            ]
+        }
+    )
+
+
+# -- responses -----------------------------------------------------------------------------
+
+
+class Candidate(BaseModel):
+    token: str
+    prob: float
+
+
+class Step(BaseModel):
+    """One target token: its probability, the top-k candidates of its step, and whether
+    it was forced (prefix or align)."""
+
+    token: str
+    prob: float
+    top_k: list[Candidate] = Field(default_factory=list)
+    forced: bool = False
+
+
+class Hypothesis(BaseModel):
+    model: str
+    source_tokens: list[str] = Field(
+        description="the columns of every attention matrix (the end token `</s>` last)"
+    )
+    target_tokens: list[str] = Field(
+        description="the rows of every attention matrix (`</s>` last when finished)"
+    )
+    translation: str = Field(description="the detokenized translation, end token removed")
+    attention: list[list[float]] | None = Field(
+        description="rows = target_tokens, columns = source_tokens, each row sums to 1; "
+        "null for a model without attention"
+    )
+    alignment: str = Field(
+        description="Pharaoh links `i-j`: 0-based source word i, target word j (argmax of "
+        "each row, end token excluded)",
+        examples=["0-0 1-1 2-2"],
+    )
+    steps: list[Step]
+    score: float = Field(description="total log-probability")
+    normalized_score: float = Field(description="what the n-best list is ranked by")
+    finished: bool = Field(description="the output ended with `</s>` (not the length limit)")
+    unknown_source_tokens: list[int] = Field(
+        description="indices into source_tokens of words the model does not know"
+    )
+    heads: list[list[list[float]]] | None = Field(
+        default=None, description="per head (head, target, source), when asked"
+    )
+
+
+class BeamNode(BaseModel):
+    id: int
+    step: int
+    token: str
+    token_id: int
+    parent: int | None
+    score: float | None = Field(description="cumulative log-probability; null = impossible")
+    logprob: float | None
+    kept: bool
+    finished: bool
+
+
+class BeamTree(BaseModel):
+    beam_size: int
+    nodes: list[BeamNode]
+    paths: list[list[int]] = Field(description="node ids of each returned hypothesis")
+
+
+class Timing(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    total: float = Field(description="milliseconds from reading the request to the answer")
+    queue: float = Field(default=0.0, description="waiting to be batched and for a worker")
+    inference: float = Field(default=0.0, description="the model batch this request was in")
+
+
+class TranslateResponse(Hypothesis):
+    hypotheses: list[Hypothesis] = Field(
+        default_factory=list, description="the n-best list, best first, when n_best > 1"
+    )
+    beam: BeamTree | None = None
+    timing_ms: Timing
+
+
+class BatchTranslateResponse(BaseModel):
+    results: list[TranslateResponse] = Field(description="one per text, in input order")
+    timing_ms: Timing
+
+
+class AlignResponse(Hypothesis):
+    timing_ms: Timing
+
+
+class Metrics(BaseModel):
+    """Test-set metrics (sacrebleu BLEU and chrF, AER of the attention); more keys in the
+    card of GET /api/models/{name}."""
+
+    model_config = ConfigDict(extra="allow")
+
+    bleu: float | None = None
+    chrf: float | None = None
+    aer: float | None = None
+
+
+class ModelSummary(BaseModel):
+    name: str
+    source_lang: str
+    target_lang: str
+    architecture: str
+    attention: str = Field(description="attention mechanism (`none` = no attention)")
+    has_attention: bool
+    attention_heads: int | None = None
+    parameters: int
+    metrics: Metrics
+    default: bool
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelSummary]
+    default_model: str | None
+
+
+class ModelCard(ModelSummary):
+    """A model's card (vocabularies left out)."""
+
+    config: dict[str, Any]
+    vocab_sizes: dict[str, int]
+    bleu_by_length: list[dict[str, Any]] | None = None
+    curve: list[dict[str, Any]] = Field(default_factory=list)
+    training_seconds: float | None = None
+    steps: int | None = None
+    valid_bleu: float | None = None
+    data: dict[str, Any] | None = None
+
+
+class FailedModel(BaseModel):
+    folder: str
+    reason: str
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        description="ok: every model folder loaded; degraded: some failed (see `failed`), "
+        "the others serve; unavailable: no model loaded"
+    )
+    device: str
+    models: list[str]
+    default_model: str | None
+    failed: list[FailedModel]
+    micro_batching: bool
+    uptime_s: float
+
+
+class ErrorMessage(BaseModel):
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    detail: list[ValidationIssue]
