@@ -262,7 +262,7 @@ class _Builder:
             complements.insert(0, rb.Adv("never"))  # pyrealb puts it before the verb
         for pp in clause.pps:
             complements.append(self.prep_phrase(pp))
-        if clause.adverb is not None:
+        if clause.adverb is not None and not self._clause_adverb(clause):
             adv, adv_id = clause.adverb
             complements.append(self.w(rb.Adv(adv.en if en else adv.fr), adv_id))
         if agree is not None:
@@ -270,6 +270,11 @@ class _Builder:
         if en and clause.negation == "never":
             return rb.VP(complements[0], verb, *complements[1:])
         return rb.VP(verb, *complements)
+
+    def _clause_adverb(self, clause: Clause) -> bool:
+        """English time adverbs hang from the clause: in the verb phrase pyrealb puts them
+        after an auxiliary ("will not tomorrow find"), at the clause's end they stay last."""
+        return self.lang == "en" and clause.adverb is not None and clause.adverb[0].kind == "time"
 
     def _tense(self, clause: Clause) -> str:
         en = self.lang == "en"
@@ -313,7 +318,11 @@ class _Builder:
             subject = self.pronoun(subj.head, subj.head_id, case="nom")
         else:
             subject = self.noun_phrase(subj)
-        s = rb.S(subject, self.verb_phrase(clause))
+        parts = [subject, self.verb_phrase(clause)]
+        if clause.adverb is not None and self._clause_adverb(clause):
+            adv, adv_id = clause.adverb
+            parts.append(self.w(rb.Adv(adv.en), adv_id))
+        s = rb.S(*parts)
         typ = self._typ(clause)
         if typ:
             s = s.typ(typ)

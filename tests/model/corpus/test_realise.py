@@ -120,3 +120,14 @@ def test_questions_realise(question: str) -> None:
     en, fr, got = links(Sentence((c,)))
     assert en.endswith("?") and fr.endswith("?")
     assert ("book", "livre") in got
+
+
+def test_time_adverb_stays_last_after_an_auxiliary() -> None:
+    tomorrow = next(a for a in LEX.adverbs if a.en == "tomorrow")
+    them = NounPhrase(Pronoun(3, "p", "m"), next(ids), det="none")
+    c = clause(subject=np("cat"), verb=verb("see"), obj=them, negation="not", tense="future",
+               adverb=(tomorrow, next(ids)))  # fmt: skip
+    en, fr, got = links(Sentence((c,)))
+    assert en == "The cat will not see them tomorrow."
+    assert fr == "Le chat ne les verra pas demain."
+    assert ("tomorrow", "demain") in got and ("them", "les") in got
