@@ -184,7 +184,10 @@ class Sampler:
         if allow_relative and noun.cls in {"person", "animal"} and self.rng.random() < 0.12:
             np = replace(np, relative=self.relative_clause(np))
         if allow_coord and self.rng.random() < 0.08:
-            other = self._noun_np(self.rng.choice(nouns), role)
+            # same French gender: pyrealb gives a coordination its first noun's gender
+            # ("la baleine et le chat peuvent-elles"), right only when both agree
+            same = [n for n in nouns if n.gender == noun.gender]
+            other = self._noun_np(self.rng.choice(same), role)
             np = replace(np, coordinated=(other, self.new_id()))
         return np
 
