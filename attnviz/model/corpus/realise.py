@@ -342,8 +342,8 @@ _VOWEL = "aeiouyàâäéèêëîïôöûüœ"
 
 
 def _fix_french(text: str) -> str:
-    """Mend two elisions pyrealb misses: "que est-ce" and "en train de attaquer"."""
-    text = re.sub(r"\b([Qq])ue est-ce\b", r"\1u'est-ce", text)
+    """Mend elisions pyrealb misses: "que est-ce", "que a-t-elle", "en train de attaquer"."""
+    text = re.sub(rf"\b([Qq])ue (?=[{_VOWEL}])", r"\1u'", text)
     return re.sub(rf"\ben train de (?=[{_VOWEL}])", "en train d'", text, flags=re.I)
 
 

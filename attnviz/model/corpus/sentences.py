@@ -330,9 +330,15 @@ class Sampler:
                 and tense in ("present", "future", "past_prog", "present_prog")
             )
             if pronoun_ok and rng.random() < 0.35:
-                subj_person = subj.head if isinstance(subj.head, Pronoun) else Pronoun(3, "s", "m")
+                # a pronoun subject: not its own person (no "I see us"; "he sees them" is
+                # someone else); a noun subject takes any ("the woman sees her")
+                sp = subj.head
                 choices = [
-                    p for p in PERSONS if (p[0], p[1]) != (subj_person.person, subj_person.number)
+                    p
+                    for p in PERSONS
+                    if not isinstance(sp, Pronoun)
+                    or p[0] != sp.person
+                    or (p[0] == 3 and p[1] != sp.number)
                 ]
                 pe, n, g = rng.choice(choices)
                 obj = NounPhrase(Pronoun(pe, n, g), self.new_id(), number=n, det="none")
