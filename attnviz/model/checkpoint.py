@@ -33,6 +33,7 @@ FORMAT = "attnviz-model"
 VERSION = 1
 WEIGHTS = "model.safetensors"
 CARD = "card.json"
+_FILE_MODE = 0o644
 
 
 class CheckpointError(ValueError):
@@ -73,6 +74,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600: others (a service user) must read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -108,6 +110,7 @@ def save_checkpoint(
     os.close(fd)
     try:
         save_file(state, tmp, metadata={"format": FORMAT, "version": str(VERSION)})
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, directory / WEIGHTS)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

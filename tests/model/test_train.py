@@ -81,6 +81,8 @@ def test_the_model_learns_and_the_card_describes_it(tmp_path: Path) -> None:
     assert progress.best_bleu >= 0
     loaded = load_checkpoint(tmp_path / "m")
     assert loaded.model.config.attention == "additive"
+    for name in ("model.safetensors", "card.json"):  # readable by a service user
+        assert (tmp_path / "m" / name).stat().st_mode & 0o777 == 0o644
 
 
 def test_corrupted_and_incompatible_checkpoints_are_refused(tmp_path: Path) -> None:
