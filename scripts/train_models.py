@@ -37,7 +37,7 @@ def common(args: argparse.Namespace) -> list[str]:
     return [
         "--emb-dim", str(args.emb_dim), "--hidden-dim", str(args.hidden_dim),
         "--batch-size", str(args.batch_size), "--max-minutes", str(args.minutes),
-        "--max-steps", str(args.steps),
+        "--max-steps", str(args.steps), "--lr-schedule", args.lr_schedule,
         "--valid-every", str(args.valid_every), "--valid-sentences", "400",
         "--patience", "6", "--threads", "1", "--seed", "1", "--quiet",
     ]  # fmt: skip
@@ -89,6 +89,7 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--steps", type=int, default=6000, help="training budget per model (steps)")
     p.add_argument("--minutes", type=float, default=30.0, help="time cap per model")
+    p.add_argument("--lr-schedule", choices=["plateau", "linear"], default="linear")
     p.add_argument("--emb-dim", type=int, default=128)
     p.add_argument("--hidden-dim", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=64)

@@ -71,6 +71,7 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "rnn_type": ["gru", "lstm"],
         "source_lang": ["en", "fr"],
         "target_lang": ["en", "fr"],
+        "lr_schedule": ["plateau", "linear"],
     }
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")

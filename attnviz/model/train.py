@@ -67,6 +67,7 @@ class TrainConfig:
     local_window: int = 3
     batch_size: int = 64
     lr: float = 2e-3
+    lr_schedule: str = "plateau"  # plateau: halve on a BLEU plateau; linear: decay to 5%
     warmup_steps: int = 200
     clip: float = 1.0
     label_smoothing: float = 0.1
@@ -91,6 +92,11 @@ class TrainConfig:
             raise ValueError(f"languages must be one of {langs}")
         if self.source_lang == self.target_lang:
             raise ValueError("source and target language must differ")
+        schedules = ("plateau", "linear")
+        if self.lr_schedule not in schedules:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; valid: {schedules}")
+        if self.lr_schedule == "linear" and self.max_steps < 1:
+            raise ValueError("lr_schedule 'linear' decays over max_steps: give --max-steps")
         for name in ("batch_size", "valid_every", "max_epochs", "accumulate", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -339,6 +345,16 @@ def load_state(out: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     return flat, meta
 
 
+def learning_rate(cfg: TrainConfig, step: int, plateau_scale: float = 1.0) -> float:
+    """Linear warm-up, then either the plateau scale (halved on BLEU plateaus) or a linear
+    decay down to 5% of ``lr`` at ``max_steps``."""
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    if cfg.lr_schedule == "linear":
+        left = (cfg.max_steps - step) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return cfg.lr * min(warm, 0.05 + 0.95 * max(0.0, min(1.0, left)))
+    return cfg.lr * warm * plateau_scale
+
+
 # ------------------------------------------------------------------------- main
 def _dist_info() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -411,10 +427,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress_bar: bool = True) 
     )
     model.train()
 
-    def lr_at(step: int) -> float:
-        warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        return cfg.lr * warm * progress.lr_scale
-
     def stop_now() -> bool:
         minutes = (time.perf_counter() - started) / 60
         over = (cfg.max_minutes and minutes >= cfg.max_minutes) or (
@@ -436,7 +448,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress_bar: bool = True) 
             mine = batches[progress.batch_in_epoch : progress.batch_in_epoch + group]
             mine = mine[rank * cfg.accumulate : (rank + 1) * cfg.accumulate]
             for g in opt.param_groups:
-                g["lr"] = lr_at(progress.step)
+                g["lr"] = learning_rate(cfg, progress.step, progress.lr_scale)
             opt.zero_grad(set_to_none=True)
             step_loss = 0.0
             for micro in mine:
@@ -539,7 +551,7 @@ def _validate_and_save(
             save_checkpoint(out, model, src_vocab, tgt_vocab, card)
         else:
             progress.bad_validations += 1
-            if progress.bad_validations % 2 == 0:
+            if cfg.lr_schedule == "plateau" and progress.bad_validations % 2 == 0:
                 progress.lr_scale /= 2  # plateau: halve the learning rate
             _update_curve(out, progress)
         tqdm.write(

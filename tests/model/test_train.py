@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,13 @@ from safetensors.torch import load_file
 
 from attnviz.app.cli import main
 from attnviz.model.checkpoint import CheckpointError, load_checkpoint
-from attnviz.model.train import TrainConfig, config_from_args, make_batches, train
+from attnviz.model.train import (
+    TrainConfig,
+    config_from_args,
+    learning_rate,
+    make_batches,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample"
@@ -149,3 +156,19 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     card_one = json.loads((tmp_path / "one" / "card.json").read_text())
     card_two = json.loads((tmp_path / "two" / "card.json").read_text())
     assert card_one["curve"][-1]["loss"] == pytest.approx(card_two["curve"][-1]["loss"], abs=1e-4)
+
+
+def test_linear_schedule_needs_a_step_budget_and_decays(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max-steps"):
+        tiny(tmp_path / "x", lr_schedule="linear", max_steps=0)
+    with pytest.raises(ValueError, match=r"valid: .*plateau"):
+        tiny(tmp_path / "x", lr_schedule="cosine")
+    cfg = tiny(tmp_path / "m", lr_schedule="linear", max_steps=1000, warmup_steps=100, lr=1.0)
+    lrs = [learning_rate(cfg, s) for s in range(1000)]
+    assert lrs[0] == pytest.approx(0.01) and lrs[99] == pytest.approx(1.0)
+    assert all(a >= b for a, b in pairwise(lrs[99:]))
+    assert learning_rate(cfg, 1000) == pytest.approx(0.05)
+    plateau = replace(cfg, lr_schedule="plateau")
+    assert learning_rate(plateau, 500, plateau_scale=0.5) == pytest.approx(0.5)
+    short = replace(cfg, max_steps=8, valid_every=8, warmup_steps=2, lr=2e-3)
+    assert train(short, progress_bar=False).step == 8
