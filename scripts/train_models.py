@@ -89,7 +89,7 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--steps", type=int, default=6000, help="training budget per model (steps)")
     p.add_argument("--minutes", type=float, default=30.0, help="time cap per model")
-    p.add_argument("--lr-schedule", choices=["plateau", "linear"], default="linear")
+    p.add_argument("--lr-schedule", choices=["plateau", "linear"], default="plateau")
     p.add_argument("--emb-dim", type=int, default=128)
     p.add_argument("--hidden-dim", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=64)
