@@ -27,7 +27,7 @@ from attnviz.app.logs import app_logger, log_event
 from attnviz.app.metrics import Metrics
 from attnviz.app.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from attnviz.app.registry import BadModelNameError, UnknownModelError, load_registry
-from attnviz.app.routes import api, metrics
+from attnviz.app.routes import api, metrics, pages
 from attnviz.app.settings import Settings, get_settings
 from attnviz.model.train import resolve_device
 
@@ -142,6 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(BadModelNameError, _bad_model_name)
     app.include_router(api.router)
     app.include_router(metrics.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     _add_docs(app)
     # the last added runs first: headers/logs around CORS around the body limit
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
