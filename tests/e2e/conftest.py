@@ -88,7 +88,10 @@ def e2e_models(tmp_path_factory: pytest.TempPathFactory) -> E2EModels:
         for name in dict.fromkeys(n for n in names if n):
             folder = found[name][0]
             (root / folder.name).symlink_to(folder, target_is_directory=True)
-        return E2EModels(root, chosen, heads[0] if heads else None, bundled=True)
+        if not heads:  # none bundled yet: a tiny one beside them, so the selector is tested
+            _train_tiny_multihead(root)
+            return E2EModels(root, chosen, "en-fr-multihead", bundled=True)
+        return E2EModels(root, chosen, heads[0], bundled=True)
     root = tmp_path_factory.mktemp("e2e-tiny-models")
     train_tiny(root)
     _train_tiny_multihead(root)
