@@ -366,12 +366,32 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress_bar: bool = True) 
     """Train (or resume) a model as ``cfg`` says; returns where it ended."""
     rank, world = _dist_info()
     device = resolve_device(cfg.device)
+    owns_group = False
     if world > 1:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            owns_group = True
+    progress = _train(cfg, device, rank, world, resume=resume, progress_bar=progress_bar)
+    if owns_group:
+        # a rank leaving while gloo still has threads talking to the others aborts
+        # ("terminate called without an active exception"): meet, then tear down
+        dist.barrier()
+        dist.destroy_process_group()
+    return progress
+
+
+def _train(
+    cfg: TrainConfig,
+    device: torch.device,
+    rank: int,
+    world: int,
+    *,
+    resume: bool,
+    progress_bar: bool,
+) -> Progress:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -478,7 +498,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress_bar: bool = True) 
                     )
                     window_loss, window_tokens = 0.0, 0
                     window_start = time.perf_counter()
-            limit = stop_now()
+            limit = _agree(stop_now(), world)
             if progress.step % cfg.valid_every == 0 or limit:
                 early = _validate_and_save(
                     cfg, model, opt, progress, valid_subset, src_vocab, tgt_vocab,
@@ -500,6 +520,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress_bar: bool = True) 
         save_state(out, model, opt, progress, cfg, src_vocab, tgt_vocab)
     bar.close()
     return progress
+
+
+def _agree(flag: bool, world: int) -> bool:
+    """True on every rank when any rank says so (clocks differ, so a time budget must)."""
+    if world == 1:
+        return flag
+    shared = torch.tensor([float(flag)])
+    dist.all_reduce(shared, op=dist.ReduceOp.MAX)
+    return bool(shared[0])
 
 
 def _validate_and_save(
