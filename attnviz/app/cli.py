@@ -66,6 +66,7 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     p = sub.add_parser("train", help="train a model (also under torchrun for several processes)")
     choices: dict[str, list[str]] = {
+        "architecture": ["rnn", "transformer"],
         "attention": sorted(ATTENTIONS),
         "decoder_style": ["bahdanau", "luong"],
         "rnn_type": ["gru", "lstm"],

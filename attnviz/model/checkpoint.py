@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from attnviz.model.config import ModelConfig
-from attnviz.model.seq2seq import Seq2Seq
+from attnviz.model.factory import NMTModel, build_model
 from attnviz.model.vocab import Vocab, VocabError
 
 FORMAT = "attnviz-model"
@@ -42,7 +42,7 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class LoadedModel:
-    model: Seq2Seq  # in eval mode, on the requested device
+    model: NMTModel  # in eval mode, on the requested device
     src_vocab: Vocab
     tgt_vocab: Vocab
     card: dict[str, Any]
@@ -88,7 +88,7 @@ def write_card(directory: Path, card: dict[str, Any]) -> None:
 
 def save_checkpoint(
     directory: Path,
-    model: Seq2Seq,
+    model: NMTModel,
     src_vocab: Vocab,
     tgt_vocab: Vocab,
     card: dict[str, Any],
@@ -181,7 +181,7 @@ def load_checkpoint(directory: Path | str, device: torch.device | str = "cpu") -
         state = load_file(weights, device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from e
-    model = Seq2Seq(config)
+    model = build_model(config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -1,4 +1,4 @@
-"""The one typed, frozen configuration that builds a recurrent attention seq2seq model.
+"""The one typed, frozen configuration that builds a translation model (RNN or Transformer).
 
 A checkpoint stores ``ModelConfig.to_dict()`` as JSON; loading calls ``ModelConfig.from_dict``
 and rebuilds the model from it, so every architectural choice lives here and nowhere else.
@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from attnviz.model.attention import ATTENTIONS
 
+ARCHITECTURES: tuple[str, ...] = ("rnn", "transformer")
 RNN_TYPES: tuple[str, ...] = ("gru", "lstm")
 DECODER_STYLES: tuple[str, ...] = ("bahdanau", "luong")
 LOCAL_ATTENTIONS: tuple[str, ...] = ("local_m", "local_p")
@@ -23,9 +24,12 @@ def _choices(values: Any) -> str:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of an RNN encoder-decoder with attention.
+    """Architecture of an RNN encoder-decoder with attention, or of a Transformer.
 
     Attributes:
+        architecture: "rnn" (:class:`~attnviz.model.seq2seq.Seq2Seq`) or "transformer"
+            (:class:`~attnviz.model.transformer.Transformer`: d_model = hidden_dim = emb_dim,
+            heads = attention_heads, attention "scaled_dot"; the RNN fields are unused).
         src_vocab_size: number of source token ids.
         tgt_vocab_size: number of target token ids.
         emb_dim: embedding size (source and target).
@@ -44,6 +48,11 @@ class ModelConfig:
         pad_id, bos_id, eos_id: special token ids (shared by both vocabularies).
         tie_embeddings: share the target embedding with the output projection
             (needs emb_dim == hidden_dim).
+        layers: Transformer encoder layers and decoder layers (each).
+        ff_dim: Transformer feed-forward inner size.
+        alignment_layer: the Transformer decoder layer whose cross-attention (averaged over
+            heads) is the model's main attention matrix; negative counts from the end
+            (-1 = the last layer).
     """
 
     src_vocab_size: int
@@ -62,6 +71,10 @@ class ModelConfig:
     bos_id: int = 2
     eos_id: int = 3
     tie_embeddings: bool = False
+    architecture: str = "rnn"
+    layers: int = 3
+    ff_dim: int = 1024
+    alignment_layer: int = -1
 
     _POSITIVE: ClassVar[tuple[str, ...]] = (
         "src_vocab_size",
@@ -72,6 +85,8 @@ class ModelConfig:
         "attention_heads",
         "local_window",
         "max_src_positions",
+        "layers",
+        "ff_dim",
     )
 
     def __post_init__(self) -> None:
@@ -79,6 +94,12 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"unknown architecture {self.architecture!r}; valid: {_choices(ARCHITECTURES)}"
+            )
+        if self.architecture == "transformer":
+            self._check_transformer()
         if self.rnn_type not in RNN_TYPES:
             raise ValueError(f"unknown rnn_type {self.rnn_type!r}; valid: {_choices(RNN_TYPES)}")
         if self.decoder_style not in DECODER_STYLES:
@@ -113,6 +134,29 @@ class ModelConfig:
             raise ValueError(
                 f"tie_embeddings needs emb_dim == hidden_dim, got {self.emb_dim} and "
                 f"{self.hidden_dim}"
+            )
+
+    def _check_transformer(self) -> None:
+        if self.attention != "scaled_dot":
+            raise ValueError(
+                f"a transformer attends with 'scaled_dot' heads, got attention {self.attention!r}"
+            )
+        if self.emb_dim != self.hidden_dim:
+            raise ValueError(
+                f"a transformer needs emb_dim == hidden_dim (d_model), got {self.emb_dim} and "
+                f"{self.hidden_dim}"
+            )
+        if self.hidden_dim % self.attention_heads != 0:
+            raise ValueError(
+                f"hidden_dim ({self.hidden_dim}) must be divisible by attention_heads "
+                f"({self.attention_heads})"
+            )
+        if isinstance(self.alignment_layer, bool) or not isinstance(self.alignment_layer, int):
+            raise ValueError(f"alignment_layer must be an integer, got {self.alignment_layer!r}")
+        if not -self.layers <= self.alignment_layer < self.layers:
+            raise ValueError(
+                f"alignment_layer {self.alignment_layer} does not exist: the model has layers "
+                f"0..{self.layers - 1} (or -1..-{self.layers} from the end)"
             )
 
     @property

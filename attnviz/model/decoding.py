@@ -21,7 +21,8 @@ Speed: for the RNN decoder in eval mode with a plain score-softmax-sum mechanism
 but ``multihead``, ``local_m``, ``local_p`` and ``hard``), a step runs as a fused
 rearrangement of ``Decoder.step`` (:class:`_FusedStepper`: context projections made once
 per sentence, a per-token table for the embedding side, transposed weights, ~15 tensor
-ops a step); other models run ``Seq2Seq.step`` itself. Both give the same numbers up to
+ops a step); other RNN models run ``Seq2Seq.step`` itself, and the Transformer its
+``step`` with cached self-attention keys and values. Both give the same numbers up to
 float rounding. At batch 1 a step is bound by memory bandwidth (the output layer alone is
 vocab x hidden floats read per step).
 
@@ -51,7 +52,9 @@ from torch import Tensor, nn
 
 from attnviz.model.attention import Attention, NoAttention
 from attnviz.model.decoder import Decoder, DecoderState
+from attnviz.model.factory import NMTModel
 from attnviz.model.seq2seq import EncoderOutput, Seq2Seq
+from attnviz.model.transformer import Transformer, TransformerEncoderOutput, TransformerState
 
 DEFAULT_MAX_LENGTH_CAP = 256  # the default max_length (2 * src_len + 10) is capped here
 
@@ -231,7 +234,7 @@ def pad_batch(
     return ids, ids != pad_id
 
 
-def model_device(model: Seq2Seq) -> torch.device:
+def model_device(model: NMTModel) -> torch.device:
     """The device of the model's parameters (where decoding runs)."""
     return next(model.parameters()).device
 
@@ -248,7 +251,7 @@ class _Prepared:
     device: torch.device
 
 
-def _check_sources(model: Seq2Seq, sources: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+def _check_sources(model: NMTModel, sources: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
     if isinstance(sources, str | bytes) or len(sources) == 0:
         raise ValueError("sources must be a non-empty list of source id sequences")
     vocab = model.config.src_vocab_size
@@ -291,7 +294,7 @@ def _blocked_mask(
 
 
 def _prepare(
-    model: Seq2Seq,
+    model: NMTModel,
     sources: Sequence[Sequence[int]],
     blocked_source: tuple[int, ...],
     max_lens: list[int] | None,
@@ -307,7 +310,7 @@ def _prepare(
     return _Prepared(checked, src, src_mask, blocked, max_lens, device)
 
 
-def _check_prefix(model: Seq2Seq, prefix: tuple[int, ...], max_lens: list[int]) -> None:
+def _check_prefix(model: NMTModel, prefix: tuple[int, ...], max_lens: list[int]) -> None:
     cfg = model.config
     special = {cfg.pad_id: "pad", cfg.bos_id: "bos", cfg.eos_id: "eos"}
     for tok in prefix:
@@ -368,6 +371,33 @@ class _ModelStepper(_Stepper):
         self.enc = enc
         self.blocked = blocked
         self.state: DecoderState = model.init_state(enc)
+
+    def step(self, prev: Tensor, step_ids: Tensor) -> tuple[Tensor, Tensor | None]:
+        logits, self.state, weights = self.model.step(
+            prev, self.state, self.enc, step_index=step_ids, blocked_mask=self.blocked
+        )
+        return logits, weights
+
+    def reorder(self, indices: Tensor) -> None:
+        self.state = self.state.index_select(indices)
+
+    def keep(self, indices: Tensor) -> None:
+        self.reorder(indices)
+        self.enc = self.enc.index_select(indices)
+        if self.blocked is not None:
+            self.blocked = self.blocked.index_select(0, indices)
+
+
+class _TransformerStepper(_Stepper):
+    """``Transformer.step``: the cached self-attention keys and values follow the rows."""
+
+    def __init__(
+        self, model: Transformer, enc: TransformerEncoderOutput, blocked: Tensor | None
+    ) -> None:
+        self.model = model
+        self.enc = enc
+        self.blocked = blocked
+        self.state: TransformerState = model.init_state(enc)
 
     def step(self, prev: Tensor, step_ids: Tensor) -> tuple[Tensor, Tensor | None]:
         logits, self.state, weights = self.model.step(
@@ -590,7 +620,7 @@ class _FusedStepper(_Stepper):
             self.ctx_const = self.ctx_const.index_select(0, indices)
 
 
-def _fusable(model: Seq2Seq) -> bool:
+def _fusable(model: NMTModel) -> bool:
     """The fused step reproduces the model's: an eval-mode ``Decoder`` with a GRU cell and a
     mechanism whose forward is the plain score -> masked softmax -> weighted sum."""
     dec = getattr(model, "decoder", None)
@@ -601,7 +631,16 @@ def _fusable(model: Seq2Seq) -> bool:
     return isinstance(dec.cell, nn.GRUCell) and (plain or isinstance(att, NoAttention))
 
 
-def _stepper(model: Seq2Seq, enc: EncoderOutput, blocked: Tensor | None, fast: bool) -> _Stepper:
+def _stepper(
+    model: NMTModel,
+    enc: EncoderOutput | TransformerEncoderOutput,
+    blocked: Tensor | None,
+    fast: bool,
+) -> _Stepper:
+    if isinstance(model, Transformer):
+        assert isinstance(enc, TransformerEncoderOutput)
+        return _TransformerStepper(model, enc, blocked)
+    assert isinstance(enc, EncoderOutput)
     if fast and _fusable(model):
         return _FusedStepper(model, enc, blocked)
     return _ModelStepper(model, enc, blocked)
@@ -631,7 +670,7 @@ _COMPACT_MIN_ROWS = 8
 
 @torch.inference_mode()
 def _greedy_core(
-    model: Seq2Seq,
+    model: NMTModel,
     prep: _Prepared,
     *,
     forced: Tensor | None,
@@ -772,7 +811,7 @@ def _greedy_core(
 
 
 def greedy_search(
-    model: Seq2Seq,
+    model: NMTModel,
     sources: Sequence[Sequence[int]],
     options: DecodeOptions = DecodeOptions(),
     *,
@@ -806,7 +845,7 @@ def greedy_search(
 
 
 def forced_batch(
-    model: Seq2Seq,
+    model: NMTModel,
     sources: Sequence[Sequence[int]],
     targets: Sequence[Sequence[int]],
     *,
@@ -853,7 +892,7 @@ def forced_batch(
 
 
 def forced(
-    model: Seq2Seq,
+    model: NMTModel,
     source_ids: Sequence[int],
     target_ids: Sequence[int],
     *,
@@ -871,7 +910,7 @@ def forced(
 
 @torch.inference_mode()
 def beam_search(
-    model: Seq2Seq,
+    model: NMTModel,
     sources: Sequence[Sequence[int]],
     options: DecodeOptions = DecodeOptions(),
     *,
@@ -1102,7 +1141,7 @@ def _build_tree(
 
 
 def decode_batch(
-    model: Seq2Seq, sources: Sequence[Sequence[int]], options: DecodeOptions = DecodeOptions()
+    model: NMTModel, sources: Sequence[Sequence[int]], options: DecodeOptions = DecodeOptions()
 ) -> list[DecodeResult]:
     """Decode many sentences in one padded batch; one result per source, in order.
 
@@ -1116,14 +1155,14 @@ def decode_batch(
 
 
 def decode(
-    model: Seq2Seq, source_ids: Sequence[int], options: DecodeOptions = DecodeOptions()
+    model: NMTModel, source_ids: Sequence[int], options: DecodeOptions = DecodeOptions()
 ) -> DecodeResult:
     """Decode one sentence (source ids ending with eos, as the model was trained)."""
     return decode_batch(model, [source_ids], options)[0]
 
 
 def greedy_batch(
-    model: Seq2Seq, sources: Sequence[Sequence[int]], *, max_length: int = 100
+    model: NMTModel, sources: Sequence[Sequence[int]], *, max_length: int = 100
 ) -> list[DecodeResult]:
     """Greedy decoding of many sentences in one padded batch.
 

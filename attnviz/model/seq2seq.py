@@ -74,6 +74,11 @@ class Seq2Seq(nn.Module):
         """Heads of every returned weights tensor (0 when there is no attention)."""
         return self.decoder.attention.heads
 
+    @property
+    def source_embedding(self) -> nn.Embedding:
+        """The source token embedding (where gradient saliency is read)."""
+        return self.encoder.embedding
+
     def num_parameters(self) -> int:
         """Trainable parameters, tied weights counted once."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -42,7 +42,7 @@ from attnviz.model.checkpoint import (
 from attnviz.model.config import ModelConfig
 from attnviz.model.corpus.readers import Pair, iter_pairs, read_tsv
 from attnviz.model.decoding import greedy_batch, pad_batch
-from attnviz.model.seq2seq import Seq2Seq
+from attnviz.model.factory import NMTModel, build_model
 from attnviz.model.tokenize import detokenize, tokenize
 from attnviz.model.vocab import BOS_ID, EOS_ID, PAD_ID, Vocab
 
@@ -57,6 +57,7 @@ class TrainConfig:
     out: str  # model folder to write
     source_lang: str = "en"
     target_lang: str = "fr"
+    architecture: str = "rnn"  # rnn | transformer
     attention: str = "additive"
     decoder_style: str = "bahdanau"
     rnn_type: str = "gru"
@@ -65,8 +66,17 @@ class TrainConfig:
     dropout: float = 0.1
     attention_heads: int = 4
     local_window: int = 3
+    layers: int = 3  # transformer encoder and decoder layers
+    ff_dim: int = 1024  # transformer feed-forward size
+    alignment_layer: int = -1  # transformer layer whose cross-attention is the main one
+    tie_embeddings: bool = False
     batch_size: int = 64
     lr: float = 2e-3
+    # the attention's parameters learn at lr * attention_lr_scale: Adam grows the weights of an
+    # unbounded score (dot, general, location) fast enough to saturate the softmax on one
+    # position within a few hundred steps, and the attention never recovers; 1/16 gives the
+    # dynamics of a score scaled by 1/16 while the model stays the literature's unscaled one
+    attention_lr_scale: float = 1.0
     lr_schedule: str = "plateau"  # plateau: halve on a BLEU plateau; linear: decay to 5%
     warmup_steps: int = 200
     clip: float = 1.0
@@ -97,6 +107,8 @@ class TrainConfig:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; valid: {schedules}")
         if self.lr_schedule == "linear" and self.max_steps < 1:
             raise ValueError("lr_schedule 'linear' decays over max_steps: give --max-steps")
+        if not 0 < self.attention_lr_scale <= 1e3:
+            raise ValueError(f"attention_lr_scale must be > 0, got {self.attention_lr_scale}")
         for name in ("batch_size", "valid_every", "max_epochs", "accumulate", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -113,6 +125,11 @@ class TrainConfig:
             attention_heads=self.attention_heads,
             local_window=self.local_window,
             dropout=self.dropout,
+            tie_embeddings=self.tie_embeddings,
+            architecture=self.architecture,
+            layers=self.layers,
+            ff_dim=self.ff_dim,
+            alignment_layer=self.alignment_layer,
             pad_id=PAD_ID,
             bos_id=BOS_ID,
             eos_id=EOS_ID,
@@ -121,6 +138,16 @@ class TrainConfig:
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+
+def describe_architecture(config: ModelConfig) -> str:
+    """One line for the model card and the page."""
+    if config.architecture == "transformer":
+        return (
+            f"transformer, {config.layers}+{config.layers} pre-LN layers, "
+            f"{config.attention_heads} heads, d_model {config.hidden_dim}"
+        )
+    return f"bi-{config.rnn_type} encoder, {config.decoder_style} GRU decoder"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -223,7 +250,7 @@ def tensors(
 
 # ------------------------------------------------------------------- validation
 def translate_examples(
-    model: Seq2Seq,
+    model: NMTModel,
     examples: Sequence[Example],
     src_vocab: Vocab,
     tgt_vocab: Vocab,
@@ -243,7 +270,7 @@ def translate_examples(
 
 
 def validate(
-    model: Seq2Seq, valid: Sequence[Example], src_vocab: Vocab, tgt_vocab: Vocab, lang: str
+    model: NMTModel, valid: Sequence[Example], src_vocab: Vocab, tgt_vocab: Vocab, lang: str
 ) -> float:
     was_training = model.training
     model.eval()
@@ -268,6 +295,19 @@ class Progress:
     batches_per_epoch: int = 0
     curve: list[dict[str, float]] = field(default_factory=list)
     done: bool = False
+
+
+def _param_groups(model: NMTModel, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The attention mechanism's parameters (RNN models) in their own group, whose learning
+    rate is ``cfg.attention_lr_scale`` times the others'."""
+    attention = getattr(getattr(model, "decoder", None), "attention", None)
+    mine = {id(p) for p in attention.parameters()} if isinstance(attention, nn.Module) else set()
+    rest = [p for p in model.parameters() if id(p) not in mine]
+    groups: list[dict[str, Any]] = [{"params": rest, "lr_factor": 1.0}]
+    if mine:
+        own = [p for p in model.parameters() if id(p) in mine]
+        groups.append({"params": own, "lr_factor": cfg.attention_lr_scale})
+    return groups
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -296,7 +336,7 @@ def _restore_optimizer(opt: torch.optim.Optimizer, flat: dict[str, Tensor], meta
 
 def save_state(
     out: Path,
-    model: Seq2Seq,
+    model: NMTModel,
     opt: torch.optim.Optimizer,
     progress: Progress,
     cfg: TrainConfig,
@@ -407,8 +447,8 @@ def _train(
     else:
         src_vocab = Vocab.build((e.src for e in train_set), min_freq=cfg.min_freq)
         tgt_vocab = Vocab.build((e.tgt for e in train_set), min_freq=cfg.min_freq)
-    model = Seq2Seq(cfg.model_config(len(src_vocab), len(tgt_vocab))).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    model = build_model(cfg.model_config(len(src_vocab), len(tgt_vocab))).to(device)
+    opt = torch.optim.Adam(_param_groups(model, cfg), lr=cfg.lr)
     progress = Progress()
     if resume:
         model.load_state_dict({k[6:]: v for k, v in flat.items() if k.startswith("model.")})
@@ -432,7 +472,7 @@ def _train(
         "source_lang": cfg.source_lang,
         "target_lang": cfg.target_lang,
         "lowercase": cfg.lowercase,
-        "architecture": f"bi-{cfg.rnn_type} encoder, {cfg.decoder_style} GRU decoder",
+        "architecture": describe_architecture(model.config),
         "data": data_meta,
         "train_config": asdict(cfg),
     }
@@ -468,7 +508,7 @@ def _train(
             mine = batches[progress.batch_in_epoch : progress.batch_in_epoch + group]
             mine = mine[rank * cfg.accumulate : (rank + 1) * cfg.accumulate]
             for g in opt.param_groups:
-                g["lr"] = learning_rate(cfg, progress.step, progress.lr_scale)
+                g["lr"] = learning_rate(cfg, progress.step, progress.lr_scale) * g["lr_factor"]
             opt.zero_grad(set_to_none=True)
             step_loss = 0.0
             for micro in mine:
@@ -533,7 +573,7 @@ def _agree(flag: bool, world: int) -> bool:
 
 def _validate_and_save(
     cfg: TrainConfig,
-    model: Seq2Seq,
+    model: NMTModel,
     opt: torch.optim.Optimizer,
     progress: Progress,
     valid: Sequence[Example],
