@@ -42,6 +42,8 @@ class DecodeParams:
     forced_prefix: str | None = None
     masked_source: tuple[int, ...] | None = None
     record_beam: bool = False
+    include_heads: bool = False
+    include_saliency: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ def _translate(translator: Translator, texts: list[str], p: DecodeParams) -> lis
         forced_prefix=p.forced_prefix,
         blocked_source=p.masked_source,
         record_beam=p.record_beam,
+        include_heads=p.include_heads,
+        include_saliency=p.include_saliency,
         batch_size=max(len(texts), 1),
     )
 

@@ -173,7 +173,14 @@ class _DecodeOptions(_ModelChoice):
         default=False, description="return the beam search tree in `beam` (beam_size > 1)"
     )
     include_heads: bool = Field(
-        default=False, description="return each head's matrix in `heads` (multi-head models)"
+        default=False,
+        description="return every layer's and head's matrices in `heads` (multi-head and "
+        "Transformer models; null for the others)",
+    )
+    include_saliency: bool = Field(
+        default=False,
+        description="return `saliency`, the input x gradient attribution of each output "
+        "token to the source tokens, and its rank correlation with the attention",
     )
 
     @field_validator("n_best")
@@ -237,6 +244,7 @@ class AlignRequest(_ModelChoice):
     top_k: Int = Field(default=0, ge=0, le=MAX_TOP_K)
     masked_source: list[SourcePosition] | None = Field(default=None, max_length=MAX_TEXT_CHARS + 1)
     include_heads: bool = False
+    include_saliency: bool = False
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -269,6 +277,34 @@ class Step(BaseModel):
     forced: bool = False
 
 
+Matrix4 = list[list[list[list[float]]]]
+
+
+class HeadViews(BaseModel):
+    """Every head's attention, layer by layer (asked for with `include_heads`)."""
+
+    layers: int
+    heads: int
+    alignment_layer: int = Field(
+        description="the layer whose head average is `attention` (0-based)"
+    )
+    cross: Matrix4 = Field(
+        description="(layer, head, target, source): rows = target_tokens, columns = "
+        "source_tokens, each row sums to 1"
+    )
+    encoder_self: Matrix4 | None = Field(
+        default=None, description="Transformer: (layer, head, source, source)"
+    )
+    decoder_self: Matrix4 | None = Field(
+        default=None,
+        description="Transformer: (layer, head, target, decoder input), causal; the columns "
+        "are `decoder_tokens`",
+    )
+    decoder_tokens: list[str] | None = Field(
+        default=None, description="`<s>` then target_tokens without the last"
+    )
+
+
 class Hypothesis(BaseModel):
     model: str
     source_tokens: list[str] = Field(
@@ -294,8 +330,18 @@ class Hypothesis(BaseModel):
     unknown_source_tokens: list[int] = Field(
         description="indices into source_tokens of words the model does not know"
     )
-    heads: list[list[list[float]]] | None = Field(
-        default=None, description="per head (head, target, source), when asked"
+    heads: HeadViews | None = Field(
+        default=None, description="every layer's and head's matrices, when asked"
+    )
+    saliency: list[list[float]] | None = Field(
+        default=None,
+        description="when asked: |input x gradient| of each output token (rows) over the "
+        "source tokens (columns), each row summing to 1",
+    )
+    saliency_correlation: list[float | None] | None = Field(
+        default=None,
+        description="per target token, Spearman's rank correlation of its attention row with "
+        "its saliency row (null where undefined)",
     )
 
 
@@ -361,6 +407,7 @@ class ModelSummary(BaseModel):
     attention: str = Field(description="attention mechanism (`none` = no attention)")
     has_attention: bool
     attention_heads: int | None = None
+    layers: int | None = Field(default=None, description="Transformer layers (each side)")
     parameters: int
     metrics: Metrics
     default: bool

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
 
 from attnviz.model.config import ModelConfig
 from attnviz.model.factory import NMTModel, build_model
@@ -65,6 +66,31 @@ class LoadedModel:
         return bool(self.card.get("lowercase", False))
 
 
+def unique_state(model: nn.Module) -> dict[str, Tensor]:
+    """``model.state_dict()`` with each tied tensor once (the first name): safetensors
+    refuses tensors sharing memory, and a tied output layer is the target embedding."""
+    seen: set[int] = set()
+    out: dict[str, Tensor] = {}
+    for key, tensor in model.state_dict().items():
+        ptr = tensor.data_ptr()
+        if ptr in seen and tensor.numel():
+            continue
+        seen.add(ptr)
+        out[key] = tensor
+    return out
+
+
+def load_unique_state(model: nn.Module, state: dict[str, Tensor]) -> None:
+    """Load what :func:`unique_state` saved (tied names are filled by their twin)."""
+    tied = set(model.state_dict()) - set(unique_state(model))
+    result = model.load_state_dict(state, strict=False)
+    missing = sorted(set(result.missing_keys) - tied)
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"state does not fit: missing {missing}, unexpected {result.unexpected_keys}"
+        )
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +130,7 @@ def save_checkpoint(
     dtype = torch.float16 if half else torch.float32
     state = {
         k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
-        for k, v in model.state_dict().items()
+        for k, v in unique_state(model).items()
     }
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{WEIGHTS}.", suffix=".tmp")
     os.close(fd)
@@ -182,7 +208,7 @@ def load_checkpoint(directory: Path | str, device: torch.device | str = "cpu") -
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from e
     model = build_model(config)
-    expected = model.state_dict()
+    expected = unique_state(model)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -198,6 +224,6 @@ def load_checkpoint(directory: Path | str, device: torch.device | str = "cpu") -
             )
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{weights}: {key} holds NaN or infinite values")
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    load_unique_state(model, {k: v.to(expected[k].dtype) for k, v in state.items()})
     model.to(device).eval()
     return LoadedModel(model, src_vocab, tgt_vocab, card, directory)

@@ -36,8 +36,10 @@ from tqdm import tqdm
 
 from attnviz.model.checkpoint import (
     atomic_write_bytes,
+    load_unique_state,
     read_card,
     save_checkpoint,
+    unique_state,
 )
 from attnviz.model.config import ModelConfig
 from attnviz.model.corpus.readers import Pair, iter_pairs, read_tsv
@@ -350,7 +352,7 @@ def save_state(
     folder.mkdir(parents=True)
     flat, opt_meta = _flatten_optimizer(opt)
     tensors_out = {
-        f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+        f"model.{k}": v.detach().cpu().contiguous() for k, v in unique_state(model).items()
     }
     tensors_out.update(flat)
     tensors_out["rng.torch"] = torch.get_rng_state()
@@ -451,7 +453,7 @@ def _train(
     opt = torch.optim.Adam(_param_groups(model, cfg), lr=cfg.lr)
     progress = Progress()
     if resume:
-        model.load_state_dict({k[6:]: v for k, v in flat.items() if k.startswith("model.")})
+        load_unique_state(model, {k[6:]: v for k, v in flat.items() if k.startswith("model.")})
         _restore_optimizer(opt, flat, meta["optimizer"])
         progress = Progress(**meta["progress"])
         torch.set_rng_state(flat["rng.torch"])

@@ -36,8 +36,11 @@ from attnviz.model.decoding import (
     Hypothesis,
     decode_batch,
     forced,
+    pad_batch,
 )
+from attnviz.model.saliency import normalise_rows, rank_correlation, saliency
 from attnviz.model.tokenize import detokenize, tokenize
+from attnviz.model.transformer import Transformer
 from attnviz.model.vocab import BOS, EOS, UNK_ID
 
 if TYPE_CHECKING:
@@ -65,6 +68,47 @@ class Step:
 
 
 @dataclass
+class HeadViews:
+    """Every head's attention behind one translation, layer by layer (plain nested lists).
+
+    Attributes:
+        cross: (layers, heads, target, source) target-to-source attention; an RNN
+            multi-head model has one layer.
+        alignment_layer: the layer whose head average is ``Translation.attention``.
+        encoder_self: (layers, heads, source, source) source self-attention (Transformer).
+        decoder_self: (layers, heads, target, target) causal target self-attention
+            (Transformer): row t is the step emitting target token t, column u the decoder
+            input u, i.e. ``decoder_tokens`` (``<s>`` then the target tokens but the last).
+        decoder_tokens: the columns of ``decoder_self``.
+    """
+
+    cross: list[list[list[list[float]]]]
+    alignment_layer: int = 0
+    encoder_self: list[list[list[list[float]]]] | None = None
+    decoder_self: list[list[list[list[float]]]] | None = None
+    decoder_tokens: list[str] | None = None
+
+    @property
+    def layers(self) -> int:
+        return len(self.cross)
+
+    @property
+    def heads(self) -> int:
+        return len(self.cross[0]) if self.cross else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layers": self.layers,
+            "heads": self.heads,
+            "alignment_layer": self.alignment_layer,
+            "cross": self.cross,
+            "encoder_self": self.encoder_self,
+            "decoder_self": self.decoder_self,
+            "decoder_tokens": self.decoder_tokens,
+        }
+
+
+@dataclass
 class Translation:
     """One translation with everything the page draws (the API response, as Python).
 
@@ -77,7 +121,14 @@ class Translation:
         translation: the detokenized sentence, end token removed.
         attention: (target, source) weights averaged over heads, each row summing to 1;
             None for a model without attention.
-        heads: per-head matrices (head, target, source) when the model has several heads.
+        heads: every layer's and head's matrices (:class:`HeadViews`) when asked for with
+            ``include_heads`` and the model has several heads or layers.
+        saliency: when asked for with ``include_saliency``: (target, source) input x
+            gradient attribution of each output token to the source tokens, |values|
+            normalised so each row sums to 1 (drawn like the attention).
+        saliency_correlation: per target token, Spearman's rank correlation between its
+            attention row and its saliency row (None where undefined: a constant row, or
+            a model without attention).
         alignment: Pharaoh links ``"i-j"`` (0-based source word i, target word j) from the
             argmax of each row, the end-token row and column excluded.
         steps: per target token its probability and top-k alternatives.
@@ -100,7 +151,9 @@ class Translation:
     normalized_score: float
     finished: bool
     unknown_source_tokens: list[int]
-    heads: list[list[list[float]]] | None = None
+    heads: HeadViews | None = None
+    saliency: list[list[float]] | None = None
+    saliency_correlation: list[float | None] | None = None
     hypotheses: list[Translation] = field(default_factory=list)
     beam: dict[str, Any] | None = None
     timing_ms: dict[str, float] = field(default_factory=dict)
@@ -146,7 +199,9 @@ class Translation:
             "normalized_score": self.normalized_score,
             "finished": self.finished,
             "unknown_source_tokens": list(self.unknown_source_tokens),
-            "heads": None if self.heads is None else [matrix(h) for h in self.heads],
+            "heads": None if self.heads is None else self.heads.to_dict(),
+            "saliency": None if self.saliency is None else matrix(self.saliency),
+            "saliency_correlation": self.saliency_correlation,
             "hypotheses": [h.to_dict(decimals) for h in self.hypotheses],
             "beam": self.beam,
             "timing_ms": dict(self.timing_ms),
@@ -181,6 +236,15 @@ def _pharaoh(attention: np.ndarray | None, n_rows: int, n_cols: int) -> str:
     if attention is None or n_rows == 0 or n_cols == 0:
         return ""
     return format_pharaoh(argmax_alignment(attention[:n_rows, :n_cols]))
+
+
+@dataclass(frozen=True)
+class Views:
+    """What to compute besides the translation (each costs extra passes)."""
+
+    heads: bool = False  # every layer's and head's matrices
+    saliency: bool = False  # input x gradient attribution (one backward pass per token)
+    blocked: tuple[int, ...] = ()  # the what-if blocked source positions, for the views
 
 
 class Translator:
@@ -276,6 +340,7 @@ class Translator:
         source_tokens: list[str],
         source_ids: Sequence[int],
         target_tokens: list[str] | None = None,
+        views: Views | None = None,
     ) -> Translation:
         vocab = self._tgt_tokens
         ids = hyp.token_ids
@@ -285,9 +350,15 @@ class Translator:
             target_tokens = words
         n_words = len(ids) - 1 if ids and ids[-1] == eos_id else len(ids)
         matrix = None if hyp.attention is None else head_mean(hyp.attention)  # (tgt, src)
-        heads = None
-        if hyp.attention is not None and hyp.attention.shape[1] > 1:
-            heads = hyp.attention.transpose(1, 0, 2).tolist()  # (heads, tgt, src)
+        views = views or Views()
+        heads = self._head_views(hyp, source_ids, target_tokens, views) if views.heads else None
+        sal = corr = None
+        if views.saliency and ids:
+            raw = saliency(self.model, source_ids, ids)  # (tgt, src), signed
+            sal = normalise_rows(raw).tolist()
+            if matrix is not None:
+                rho = rank_correlation(matrix, raw)
+                corr = [None if np.isnan(r) else float(r) for r in rho]
         probs = np.exp(np.asarray(hyp.token_logprobs, dtype=np.float64)).tolist()
         top_ids = hyp.top_k_ids.tolist() if hyp.top_k_ids is not None else None
         top_probs = hyp.top_k_probs.tolist() if hyp.top_k_probs is not None else None
@@ -317,6 +388,42 @@ class Translator:
             finished=hyp.finished,
             unknown_source_tokens=[i for i, s in enumerate(source_ids) if s == UNK_ID],
             heads=heads,
+            saliency=sal,
+            saliency_correlation=corr,
+        )
+
+    def _head_views(
+        self,
+        hyp: Hypothesis,
+        source_ids: Sequence[int],
+        target_tokens: list[str],
+        views: Views,
+    ) -> HeadViews | None:
+        """Per-layer, per-head matrices: the decoder's own for an RNN with several heads; a
+        teacher-forced pass over the output for the Transformer (the same numbers the
+        incremental decoder computed, and its self-attention besides)."""
+        if hyp.attention is None:
+            return None
+        if not isinstance(self.model, Transformer):
+            if hyp.attention.shape[1] < 2:
+                return None
+            return HeadViews(cross=[hyp.attention.transpose(1, 0, 2).tolist()])
+        cfg = self.model.config
+        ids = list(hyp.token_ids)
+        src, src_mask = pad_batch([list(source_ids)], cfg.pad_id, self.device)
+        tgt_in = torch.tensor([[cfg.bos_id, *ids[:-1]]], device=self.device)  # (1, tgt)
+        blocked = None
+        if views.blocked:
+            blocked = torch.zeros_like(src_mask)
+            blocked[0, list(views.blocked)] = True
+        with torch.inference_mode():
+            maps = self.model.attention_maps(src, src_mask, tgt_in, blocked_mask=blocked)
+        return HeadViews(
+            cross=maps.cross[0].float().cpu().numpy().tolist(),
+            alignment_layer=self.model.alignment_layer,
+            encoder_self=maps.encoder[0].float().cpu().numpy().tolist(),
+            decoder_self=maps.decoder[0].float().cpu().numpy().tolist(),
+            decoder_tokens=[BOS, *target_tokens[:-1]],
         )
 
     def _beam(self, tree: BeamTree, result: DecodeResult, n: int) -> dict[str, Any]:
@@ -344,12 +451,14 @@ class Translator:
         source_tokens: list[str],
         options: DecodeOptions,
         elapsed_ms: float,
+        views: Views,
     ) -> Translation:
         src_ids = result.source_ids
-        best = self._hypothesis(result.best, source_tokens, src_ids)
+        best = self._hypothesis(result.best, source_tokens, src_ids, views=views)
         if options.n_best > 1:  # the n-best list repeats the best one (without the list)
             best.hypotheses = [dataclasses.replace(best)] + [
-                self._hypothesis(h, source_tokens, src_ids) for h in result.hypotheses[1:]
+                self._hypothesis(h, source_tokens, src_ids, views=views)
+                for h in result.hypotheses[1:]
             ]
         if result.beam is not None:
             best.beam = self._beam(result.beam, result, len(result.hypotheses))
@@ -370,13 +479,16 @@ class Translator:
         forced_prefix: str | None = None,
         blocked_source: Sequence[int] | None = None,
         record_beam: bool = False,
+        include_heads: bool = False,
+        include_saliency: bool = False,
     ) -> Translation:
         """Translate one sentence.
 
         ``forced_prefix`` (target-language text) is forced first, then decoding is free.
         ``blocked_source`` lists source token positions (0-based over ``source_tokens``,
-        ``</s>`` included) the decoder may not attend to. ValueError for bad options or
-        empty text.
+        ``</s>`` included) the decoder may not attend to. ``include_heads`` fills
+        ``heads`` (every layer and head), ``include_saliency`` fills ``saliency`` and
+        ``saliency_correlation``. ValueError for bad options or empty text.
         """
         return self.translate_batch(
             [text],
@@ -388,6 +500,8 @@ class Translator:
             forced_prefix=forced_prefix,
             blocked_source=blocked_source,
             record_beam=record_beam,
+            include_heads=include_heads,
+            include_saliency=include_saliency,
         )[0]
 
     def translate_batch(
@@ -402,6 +516,8 @@ class Translator:
         forced_prefix: str | None = None,
         blocked_source: Sequence[int] | None = None,
         record_beam: bool = False,
+        include_heads: bool = False,
+        include_saliency: bool = False,
         batch_size: int = 64,
     ) -> list[Translation]:
         """Translate many sentences, in order (batched internally, sorted by length).
@@ -423,6 +539,7 @@ class Translator:
             blocked_source,
             record_beam,
         )
+        views = Views(include_heads, include_saliency, options.blocked_source)
         start = time.perf_counter()
         sources = [self._source(t) for t in texts]
         out: list[Translation | None] = [None] * len(sources)
@@ -431,7 +548,7 @@ class Translator:
             idx = order[lo : lo + batch_size]
             results = decode_batch(self.model, [sources[i][1] for i in idx], options)
             for i, res in zip(idx, results, strict=True):
-                out[i] = self._translation(res, sources[i][0], options, 0.0)
+                out[i] = self._translation(res, sources[i][0], options, 0.0, views)
         elapsed = (time.perf_counter() - start) * 1000.0
         done: list[Translation] = []
         for t in out:
@@ -447,6 +564,8 @@ class Translator:
         *,
         top_k: int = 0,
         blocked_source: Sequence[int] | None = None,
+        include_heads: bool = False,
+        include_saliency: bool = False,
     ) -> Translation:
         """Forced decoding: the model reading ``target`` as the translation of ``text``.
 
@@ -466,7 +585,8 @@ class Translator:
             top_k=top_k,
             blocked_source=tuple(blocked_source or ()),
         )
-        t = self._hypothesis(result.best, source_tokens, src_ids, [*tgt_tokens, EOS])
+        views = Views(include_heads, include_saliency, tuple(blocked_source or ()))
+        t = self._hypothesis(result.best, source_tokens, src_ids, [*tgt_tokens, EOS], views)
         t.timing_ms = {"total": (time.perf_counter() - start) * 1000.0}
         return t
 
@@ -474,12 +594,16 @@ class Translator:
 # -- figure -------------------------------------------------------------------------------
 
 
-def attention_figure(translation: Translation, head: int | None = None) -> go.Figure:
+def attention_figure(
+    translation: Translation, head: int | None = None, layer: int | None = None
+) -> go.Figure:
     """A Plotly heatmap of the attention: source tokens across (x), target tokens down (y,
     first at the top), hover showing both tokens and the weight, argmax links marked.
 
-    ``head`` picks one head of a multi-head model (None: the average). Shows in Jupyter
-    with ``fig.show()``. ValueError for a model without attention or a bad head.
+    ``head`` picks one head (None: the average), ``layer`` one layer of a Transformer
+    (None: the alignment layer); both need a translation made with ``include_heads``.
+    Shows in Jupyter with ``fig.show()``. ValueError for a model without attention or a
+    head or layer that does not exist.
     """
     import plotly.graph_objects as go
 
@@ -488,20 +612,33 @@ def attention_figure(translation: Translation, head: int | None = None) -> go.Fi
             f"model {translation.model!r} has no attention (a fixed-vector encoder-decoder): "
             "there is nothing to draw"
         )
-    if head is None:
+    views = translation.heads
+    if views is None:
+        if (head or 0) != 0 or (layer or 0) != 0:
+            raise ValueError(
+                "this translation has a single matrix: translate with include_heads=True to "
+                "draw one head or layer of a multi-head model"
+            )
+        layer = None
+        head = None
+    elif layer is not None and not 0 <= layer < views.layers:
+        raise ValueError(
+            f"layer {layer} does not exist: the model has layers 0..{views.layers - 1}"
+        )
+    if views is not None and head is not None and not 0 <= head < views.heads:
+        raise ValueError(f"head {head} does not exist: the model has heads 0..{views.heads - 1}")
+    title_head = ""
+    main = views is None or (head is None and layer in (None, views.alignment_layer))
+    if main:
         z = np.asarray(translation.attention, dtype=np.float64)
-        title_head = ""
     else:
-        if translation.heads is None:
-            if head != 0:
-                raise ValueError(f"head {head} does not exist: the model has a single head")
-            z = np.asarray(translation.attention, dtype=np.float64)
-        else:
-            last = len(translation.heads) - 1
-            if not 0 <= head <= last:
-                raise ValueError(f"head {head} does not exist: the model has heads 0..{last}")
-            z = np.asarray(translation.heads[head], dtype=np.float64)
-        title_head = f" — head {head}"
+        assert views is not None
+        at = views.alignment_layer if layer is None else layer
+        layer_heads = np.asarray(views.cross[at], dtype=np.float64)  # (heads, tgt, src)
+        z = layer_heads.mean(axis=0) if head is None else layer_heads[head]
+        title_head = f" — layer {at}" if views.layers > 1 else ""
+    if head is not None:
+        title_head += f" — head {head}"
     src = translation.source_tokens
     tgt = translation.target_tokens
     xs = list(range(len(src)))
@@ -522,7 +659,7 @@ def attention_figure(translation: Translation, head: int | None = None) -> go.Fi
             ygap=1,
         )
     )
-    links = translation.alignment_links() if head is None else _links_of(z, translation)
+    links = translation.alignment_links() if main else _links_of(z, translation)
     if links:
         fig.add_trace(
             go.Scatter(
@@ -638,7 +775,7 @@ def translate_command(
         elapsed = (time.perf_counter() - start) * 1000.0
         for n, res in zip(idx, results, strict=True):
             if as_json:
-                t = translator._translation(res, sources[n][0], options, elapsed)
+                t = translator._translation(res, sources[n][0], options, elapsed, Views())
                 out[n] = json.dumps(t.to_dict(decimals=6), ensure_ascii=False)
                 continue
             ids = res.best.token_ids

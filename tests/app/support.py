@@ -98,6 +98,31 @@ def train_tiny(root: Path) -> None:
         train(cfg, progress_bar=False)
 
 
+def train_tiny_transformer(root: Path, name: str = "en-fr-transformer") -> Path:
+    """A tiny real Transformer (2 layers x 2 heads), trained a few steps on data/sample."""
+    from attnviz.model.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=str(SAMPLE),
+        out=str(root / name),
+        architecture="transformer",
+        attention="scaled_dot",
+        attention_heads=2,
+        layers=2,
+        ff_dim=32,
+        emb_dim=16,
+        hidden_dim=16,
+        tie_embeddings=True,
+        max_steps=30,
+        valid_every=30,
+        valid_sentences=10,
+        threads=1,
+        device="cpu",
+    )
+    train(cfg, progress_bar=False)
+    return root / name
+
+
 def make_settings(models_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "models_dir": models_dir,

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from attnviz.app.main import create_app
 from attnviz.model.tokenize import tokenize
-from tests.app.support import SENTENCES, Models, make_settings
+from tests.app.support import SENTENCES, Models, make_settings, train_tiny_transformer
 
 PAIR = re.compile(r"^(\d+-\d+( \d+-\d+)*)?$")
 
@@ -206,11 +209,55 @@ def test_unknown_words_are_reported_not_refused(client: TestClient, models: Mode
         check_translation(d)
 
 
-def test_heads_only_when_asked(client: TestClient, models: Models) -> None:
+def test_heads_are_null_for_a_single_head_model(client: TestClient, models: Models) -> None:
     body = {"text": "The boy runs.", "model": models.attention, "include_heads": True}
     d = client.post("/api/translate", json=body).json()
-    if d["heads"] is not None:  # a multi-head model
-        assert all(len(h) == len(d["target_tokens"]) for h in d["heads"])
+    assert d["attention"] is not None and d["heads"] is None  # one head: nothing more to show
+
+
+@pytest.fixture(scope="module")
+def transformer_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The service over a tiny real Transformer (its heads and layers over HTTP)."""
+    root = tmp_path_factory.mktemp("transformer")
+    train_tiny_transformer(root)
+    with TestClient(create_app(make_settings(root))) as c:
+        yield c
+
+
+def test_transformer_heads_layers_and_saliency(transformer_client: TestClient) -> None:
+    c = transformer_client
+    summary = c.get("/api/models").json()["models"][0]
+    assert summary["architecture"].startswith("transformer")
+    assert (summary["attention_heads"], summary["layers"]) == (2, 2)
+    plain = c.post("/api/translate", json={"text": SENTENCES[2]}).json()
+    assert plain["heads"] is None and plain["saliency"] is None
+    body = {"text": SENTENCES[2], "include_heads": True, "include_saliency": True,
+            "masked_source": [0], "beam_size": 2, "n_best": 2}  # fmt: skip
+    r = c.post("/api/translate", json=body)
+    assert r.status_code == 200, r.text
+    d = r.json()
+    check_translation(d)
+    n_src, n_tgt = len(d["source_tokens"]), len(d["target_tokens"])
+    views = d["heads"]
+    assert (views["layers"], views["heads"], views["alignment_layer"]) == (2, 2, 1)
+    cross = np.asarray(views["cross"])
+    assert cross.shape == (2, 2, n_tgt, n_src)
+    assert np.allclose(cross.sum(-1), 1.0, atol=1e-4) and cross[..., 0].max() == 0  # masked
+    assert np.allclose(cross[1].mean(0), np.asarray(d["attention"]), atol=1e-4)
+    assert np.asarray(views["encoder_self"]).shape == (2, 2, n_src, n_src)
+    dec = np.asarray(views["decoder_self"])
+    assert dec.shape == (2, 2, n_tgt, n_tgt) and np.triu(dec, 1).max() == 0
+    assert views["decoder_tokens"] == ["<s>", *d["target_tokens"][:-1]]
+    sal = np.asarray(d["saliency"])
+    assert sal.shape == (n_tgt, n_src) and np.allclose(sal.sum(1), 1.0, atol=1e-4)
+    assert len(d["saliency_correlation"]) == n_tgt
+    second = d["hypotheses"][1]
+    assert np.asarray(second["heads"]["cross"]).shape[2] == len(second["target_tokens"])
+    aligned = c.post(
+        "/api/align",
+        json={"text": SENTENCES[0], "target": "Le garçon court.", "include_heads": True},
+    ).json()
+    assert np.asarray(aligned["heads"]["cross"]).shape == (2, 2, 5, 5)
 
 
 def test_security_headers(client: TestClient) -> None:

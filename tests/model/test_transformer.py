@@ -151,3 +151,23 @@ def test_a_tiny_transformer_learns_to_reverse() -> None:
     out = greedy_batch(model, [[*t, EOS] for t in tests], max_length=6)
     got = [list(r.best.token_ids) for r in out]
     assert got == [[*t[::-1], EOS] for t in tests]
+
+
+def test_checkpoint_round_trip_keeps_the_tied_output_layer(tmp_path) -> None:
+    from attnviz.model.checkpoint import load_checkpoint, save_checkpoint
+    from attnviz.model.vocab import Vocab
+
+    model = tiny(5)
+    src_vocab = Vocab.build([[f"s{i}" for i in range(16)]])
+    tgt_vocab = Vocab.build([[f"t{i}" for i in range(18)]])
+    assert (len(src_vocab), len(tgt_vocab)) == (20, 22)
+    card = {"name": "tf", "source_lang": "en", "target_lang": "fr"}
+    save_checkpoint(tmp_path / "tf", model, src_vocab, tgt_vocab, card, half=False)
+    loaded = load_checkpoint(tmp_path / "tf").model
+    assert isinstance(loaded, Transformer)
+    assert loaded.output.weight.data_ptr() == loaded.tgt_embedding.weight.data_ptr()
+    src, mask, tgt_in = batch()
+    with torch.inference_mode():
+        a, wa = model(src, mask, tgt_in)
+        b, wb = loaded(src, mask, tgt_in)
+    assert torch.equal(a, b) and torch.equal(wa, wb)

@@ -15,6 +15,7 @@ import torch
 
 from attnviz.model.checkpoint import save_checkpoint
 from attnviz.model.config import ModelConfig
+from attnviz.model.factory import build_model
 from attnviz.model.seq2seq import Seq2Seq
 from attnviz.model.tokenize import tokenize
 from attnviz.model.translator import (
@@ -235,16 +236,79 @@ def test_load_by_name_and_errors(folder: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_multihead_model_gives_heads(tmp_path: Path, vocabs: tuple[Vocab, Vocab]) -> None:
     tr = Translator.load(make_folder(tmp_path, vocabs, "multihead", "mh"), device="cpu")
-    t = tr.translate(SENTENCES[0])
+    assert tr.translate(SENTENCES[0]).heads is None  # only when asked
+    t = tr.translate(SENTENCES[0], include_heads=True)
     check_translation(t)
-    assert t.heads is not None and len(t.heads) == 4
-    heads = np.asarray(t.heads)
+    assert t.heads is not None and (t.heads.layers, t.heads.heads) == (1, 4)
+    assert t.heads.encoder_self is None and t.heads.alignment_layer == 0
+    heads = np.asarray(t.heads.cross[0])
     assert heads.shape == (4, len(t.target_tokens), len(t.source_tokens))
     np.testing.assert_allclose(heads.mean(0), np.asarray(t.attention), atol=1e-6)
     fig = attention_figure(t, head=2)
     np.testing.assert_allclose(np.asarray(fig.data[0].z), heads[2], atol=1e-6)
     with pytest.raises(ValueError, match="head 4 does not exist"):
         attention_figure(t, head=4)
+    with pytest.raises(ValueError, match="include_heads"):
+        attention_figure(tr.translate(SENTENCES[0]), head=1)
+
+
+def make_transformer_folder(root: Path, vocabs: tuple[Vocab, Vocab]) -> Path:
+    src_vocab, tgt_vocab = vocabs
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab), emb_dim=16,
+        hidden_dim=16, attention="scaled_dot", attention_heads=2, architecture="transformer",
+        layers=3, ff_dim=32, alignment_layer=1,
+    )  # fmt: skip
+    folder = root / "tf"
+    save_checkpoint(
+        folder, build_model(cfg), src_vocab, tgt_vocab,
+        {"name": "tf", "source_lang": "en", "target_lang": "fr"},
+    )  # fmt: skip
+    return folder
+
+
+def test_transformer_views_every_layer_and_head(
+    tmp_path: Path, vocabs: tuple[Vocab, Vocab]
+) -> None:
+    tr = Translator.load(make_transformer_folder(tmp_path, vocabs), device="cpu")
+    t = tr.translate(SENTENCES[1], max_length=8, include_heads=True, blocked_source=[1])
+    check_translation(t)
+    views = t.heads
+    assert views is not None and (views.layers, views.heads) == (3, 2)
+    n_src, n_tgt = len(t.source_tokens), len(t.target_tokens)
+    cross = np.asarray(views.cross)
+    assert cross.shape == (3, 2, n_tgt, n_src)
+    assert np.asarray(views.encoder_self).shape == (3, 2, n_src, n_src)
+    dec = np.asarray(views.decoder_self)
+    assert dec.shape == (3, 2, n_tgt, n_tgt)
+    assert views.decoder_tokens == ["<s>", *t.target_tokens[:-1]]
+    assert np.abs(np.triu(dec, 1)).max() == 0  # causal
+    assert np.abs(cross[..., 1]).max() == 0  # the blocked position, in every layer
+    # the main matrix is the alignment layer's head average, as the decoder computed it
+    np.testing.assert_allclose(cross[1].mean(0), np.asarray(t.attention), atol=1e-5)
+    fig = attention_figure(t, layer=2, head=1)
+    np.testing.assert_allclose(np.asarray(fig.data[0].z), cross[2, 1], atol=1e-6)
+    fig = attention_figure(t, layer=0)
+    np.testing.assert_allclose(np.asarray(fig.data[0].z), cross[0].mean(0), atol=1e-6)
+    with pytest.raises(ValueError, match="layer 3 does not exist"):
+        attention_figure(t, layer=3)
+    json.dumps(t.to_dict())
+    aligned = tr.align(SENTENCES[0], "Le garçon court.", include_heads=True)
+    assert aligned.heads is not None and len(aligned.heads.cross[0][0]) == 5  # 4 tokens + </s>
+
+
+def test_saliency_beside_attention(tmp_path: Path, vocabs: tuple[Vocab, Vocab]) -> None:
+    for folder in (make_folder(tmp_path, vocabs), make_transformer_folder(tmp_path, vocabs)):
+        tr = Translator.load(folder, device="cpu")
+        t = tr.translate(SENTENCES[3], max_length=8, include_saliency=True)
+        assert t.saliency is not None and t.saliency_correlation is not None
+        sal = np.asarray(t.saliency)
+        assert sal.shape == (len(t.target_tokens), len(t.source_tokens))
+        np.testing.assert_allclose(sal.sum(1), 1.0, atol=1e-6)
+        assert len(t.saliency_correlation) == len(t.target_tokens)
+        assert all(r is None or -1.0 <= r <= 1.0 for r in t.saliency_correlation)
+        assert tr.translate(SENTENCES[3], max_length=8).saliency is None
 
 
 def test_model_without_attention(tmp_path: Path, vocabs: tuple[Vocab, Vocab]) -> None:

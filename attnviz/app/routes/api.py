@@ -68,22 +68,25 @@ def _rounded(matrix: Any) -> Any:
     return np.asarray(matrix, dtype=np.float64).round(DECIMALS).tolist()
 
 
-def _hypothesis_dict(t: Translation, include_heads: bool) -> dict[str, Any]:
+def _hypothesis_dict(t: Translation) -> dict[str, Any]:
     d = t.to_dict()  # probabilities keep their precision; the matrices are rounded here
-    if d["attention"] is not None:
-        d["attention"] = _rounded(d["attention"])
-    d["heads"] = _rounded(d["heads"]) if include_heads and d["heads"] is not None else None
+    for key in ("attention", "saliency"):
+        if d[key] is not None:
+            d[key] = _rounded(d[key])
+    if d["heads"] is not None:
+        views = d["heads"]
+        for key in ("cross", "encoder_self", "decoder_self"):
+            if views[key] is not None:
+                views[key] = _rounded(views[key])
     for key in ("score", "normalized_score"):  # -inf only for an impossible forced token
         if not math.isfinite(d[key]):
             d[key] = -1e30
     return d
 
 
-def _translation_dict(
-    t: Translation, info: BatchInfo, start: float, include_heads: bool
-) -> dict[str, Any]:
-    d = _hypothesis_dict(t, include_heads)
-    d["hypotheses"] = [_hypothesis_dict(h, include_heads) for h in t.hypotheses]
+def _translation_dict(t: Translation, info: BatchInfo, start: float) -> dict[str, Any]:
+    d = _hypothesis_dict(t)
+    d["hypotheses"] = [_hypothesis_dict(h) for h in t.hypotheses]
     if t.beam is not None:
         beam = dict(t.beam)
         beam["nodes"] = [
@@ -115,6 +118,8 @@ def _params(
         forced_prefix=body.forced_prefix,
         masked_source=masked,
         record_beam=body.include_beam and body.beam_size > 1,
+        include_heads=body.include_heads,
+        include_saliency=body.include_saliency,
     )
 
 
@@ -132,7 +137,8 @@ def _summary(entry: ModelEntry, registry: ModelRegistry) -> dict[str, Any]:
     config = card.get("config") or {}
     metrics = card.get("metrics") or {}
     attention = str(config.get("attention", "unknown"))
-    heads = config.get("attention_heads") if attention == "multihead" else None
+    transformer = config.get("architecture") == "transformer"
+    heads = config.get("attention_heads") if attention == "multihead" or transformer else None
     return {
         "name": entry.name,
         "source_lang": entry.translator.source_lang,
@@ -141,6 +147,7 @@ def _summary(entry: ModelEntry, registry: ModelRegistry) -> dict[str, Any]:
         "attention": attention,
         "has_attention": attention != "none",
         "attention_heads": heads,
+        "layers": config.get("layers") if transformer else None,
         "parameters": int(card.get("parameters") or entry.translator.model.num_parameters()),
         "metrics": {k: metrics.get(k) for k in ("bleu", "chrf", "aer")},
         "default": entry.name == registry.default_name,
@@ -172,7 +179,7 @@ async def translate(
     sources = [read_source(entry.translator, entry.name, body.text, ["text"])]
     params = _params(entry, body, sources)
     results, info = await _translate(batcher, entry, [body.text], params)
-    return _translation_dict(results[0], info, start, body.include_heads)
+    return _translation_dict(results[0], info, start)
 
 
 @router.post(
@@ -200,7 +207,7 @@ async def translate_batch(
     params = _params(entry, body, sources)
     results, info = await _translate(batcher, entry, list(body.texts), params)
     return {
-        "results": [_translation_dict(t, info, start, body.include_heads) for t in results],
+        "results": [_translation_dict(t, info, start) for t in results],
         "timing_ms": {
             "total": (time.perf_counter() - start) * 1000.0,
             "queue": info.queue_ms,
@@ -226,7 +233,13 @@ async def align(
     source = read_source(entry.translator, entry.name, body.text, ["text"])
     masked = check_masked(body.masked_source, [source], batch=False)
     call = functools.partial(
-        entry.translator.align, body.text, body.target, top_k=body.top_k, blocked_source=masked
+        entry.translator.align,
+        body.text,
+        body.target,
+        top_k=body.top_k,
+        blocked_source=masked,
+        include_heads=body.include_heads,
+        include_saliency=body.include_saliency,
     )
     began = time.perf_counter()
     try:
@@ -234,7 +247,7 @@ async def align(
     except ValueError as e:
         raise InputProblem([], str(e)) from e
     ran = (time.perf_counter() - began) * 1000.0
-    d = _hypothesis_dict(result, body.include_heads)
+    d = _hypothesis_dict(result)
     d["timing_ms"] = {"total": (time.perf_counter() - start) * 1000.0, "inference": ran}
     return d
 
