@@ -59,13 +59,16 @@ from attnviz.model.alignment import (
     aer_counts,
     alignment_from_attention,
     flip_alignment,
+    head_mean,
     row_entropy,
 )
 from attnviz.model.checkpoint import CheckpointError, LoadedModel, load_checkpoint, read_card
 from attnviz.model.checkpoint import write_card as write_model_card
 from attnviz.model.corpus.readers import CorpusError, Pair, iter_pairs
-from attnviz.model.decoding import greedy_batch, pad_batch
+from attnviz.model.decoding import forced, greedy_batch, pad_batch
+from attnviz.model.saliency import mean_rank_correlation, rank_correlation, saliency
 from attnviz.model.tokenize import detokenize, tokenize
+from attnviz.model.transformer import Transformer
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 
@@ -191,9 +194,10 @@ def _corpus_scores(bleu: BLEU, chrf: CHRF, hyps: list[str], refs: list[str]) -> 
 @torch.inference_mode()
 def _forced(
     loaded: LoadedModel, items: Sequence[_Prepared], batch: list[int]
-) -> tuple[float, int, list[np.ndarray | None]]:
+) -> tuple[float, int, list[np.ndarray | None], list[np.ndarray | None]]:
     """Teacher forcing of the references of ``batch``: (sum of nll, tokens, attention per
-    sentence (tgt_len + 1, heads, src_len + 1) or None)."""
+    sentence (tgt_len + 1, heads, src_len + 1) or None, and every layer's heads per
+    sentence (tgt_len + 1, layers, heads, src_len + 1) or None)."""
     model = loaded.model
     cfg = model.config
     device = next(model.parameters()).device
@@ -203,20 +207,25 @@ def _forced(
         [[*items[k].tgt_ids, cfg.eos_id] for k in batch], cfg.pad_id, device
     )  # (batch, tgt_len)
     logits, attention = model(src, src_mask, tgt_in)  # (batch, tgt_len, vocab), (b, t, h, s)
+    layered = None
+    if isinstance(model, Transformer):
+        cross = model.attention_maps(src, src_mask, tgt_in).cross  # (b, layers, h, t, s)
+        layered = cross.permute(0, 3, 1, 2, 4).float().cpu().numpy()  # (b, t, layers, h, s)
+    elif attention is not None and attention.size(2) > 1:
+        layered = attention.unsqueeze(2).float().cpu().numpy()  # (b, t, 1, h, s)
     logp = torch.log_softmax(logits.float(), dim=-1)
     nll = -logp.gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)  # (batch, tgt_len)
     total = float(nll.masked_fill(~out_mask, 0.0).sum())
     tokens = int(out_mask.sum())
     att = attention.float().cpu().numpy() if attention is not None else None
     per_sentence: list[np.ndarray | None] = []
+    per_head: list[np.ndarray | None] = []
     for row, k in enumerate(batch):
-        if att is None:
-            per_sentence.append(None)
-        else:
-            n_tgt = len(items[k].tgt_ids) + 1
-            n_src = len(items[k].src_ids)
-            per_sentence.append(att[row, :n_tgt, :, :n_src])
-    return total, tokens, per_sentence
+        n_tgt = len(items[k].tgt_ids) + 1
+        n_src = len(items[k].src_ids)
+        per_sentence.append(None if att is None else att[row, :n_tgt, :, :n_src])
+        per_head.append(None if layered is None else layered[row, :n_tgt, :, :, :n_src])
+    return total, tokens, per_sentence, per_head
 
 
 def evaluate(
@@ -228,9 +237,13 @@ def evaluate(
     progress: bool = True,
     max_length: int | None = None,
     pair_langs: tuple[str, str] = ("en", "fr"),
+    saliency_sentences: int = 200,
 ) -> dict[str, Any]:
     """Evaluate ``loaded`` on ``pairs`` (corpus order ``pair_langs``; see the module doc).
 
+    ``saliency_sentences`` (evenly spread over the pairs; 0 = none) are read by forced
+    decoding of their reference with input x gradient saliency, for the mean rank
+    correlation between attention and saliency.
     ``limit`` keeps the first pairs only. ``max_length`` caps greedy decoding (default:
     twice the longest source in the batch plus 10, at most 256). Runs on the model's
     device. ValueError for no pairs, a bad limit or batch size, a direction the data
@@ -301,22 +314,32 @@ def evaluate(
         bar.update(len(batch))
 
     forced_counts = AerCounts()
+    head_counts: dict[tuple[int, int], AerCounts] = {}
     forced_sentences = 0
     nll_sum = 0.0
     nll_tokens = 0
     for batch in batches:
-        total, count, attentions = _forced(loaded, items, batch)
+        total, count, attentions, layered = _forced(loaded, items, batch)
         nll_sum += total
         nll_tokens += count
-        for k, att in zip(batch, attentions, strict=True):
+        for k, att, heads in zip(batch, attentions, layered, strict=True):
             item = items[k]
             if att is None or item.example.gold is None:
                 continue
-            links = alignment_from_attention(att, len(item.src_tokens), len(item.tgt_tokens))
+            n_src, n_tgt = len(item.src_tokens), len(item.tgt_tokens)
+            links = alignment_from_attention(att, n_src, n_tgt)
             forced_counts = forced_counts + aer_counts(links, item.example.gold)
             forced_sentences += 1
+            if heads is not None:  # (tgt_len + 1, layers, heads, src_len + 1)
+                for layer in range(heads.shape[1]):
+                    for head in range(heads.shape[2]):
+                        one = alignment_from_attention(heads[:, layer, head], n_src, n_tgt)
+                        key = (layer, head)
+                        counts = head_counts.get(key, AerCounts())
+                        head_counts[key] = counts + aer_counts(one, item.example.gold)
         bar.update(len(batch))
     bar.close()
+    correlation = _saliency_agreement(loaded, items, saliency_sentences, progress)
 
     lowercase = loaded.lowercase
     bleu_metric = BLEU(lowercase=lowercase)
@@ -371,12 +394,44 @@ def evaluate(
         "aer_greedy_sentences": greedy_exact if has_attention else 0,
         "gold_alignments": with_gold,
         "attention_entropy": entropy_sum / entropy_rows if entropy_rows else None,
+        "aer_by_head": [
+            {"layer": layer, "head": head, "aer": counts.aer}
+            for (layer, head), counts in sorted(head_counts.items())
+        ]
+        or None,
+        "saliency_correlation": correlation,
         "perplexity": math.exp(nll_sum / nll_tokens) if nll_tokens else None,
         "bleu_by_length": buckets,
         "length_of": "source tokens",
         "seconds": seconds,
         "translate_seconds": translate_seconds,
         "sentences_per_second": n / translate_seconds if translate_seconds > 0 else None,
+    }
+
+
+def _saliency_agreement(
+    loaded: LoadedModel, items: Sequence[_Prepared], sentences: int, progress: bool
+) -> dict[str, Any] | None:
+    """Mean Spearman correlation, over target tokens, between each token's attention row
+    (forced decoding of the reference) and its input x gradient saliency row."""
+    model = loaded.model
+    if not model.has_attention or sentences < 1 or not items:
+        return None
+    cfg = model.config
+    step = max(1, len(items) // sentences)
+    chosen = list(items[::step])[:sentences]
+    rows: list[float] = []
+    for item in tqdm(chosen, desc="saliency", unit="sent", disable=not progress, file=sys.stderr):
+        target = [*item.tgt_ids, cfg.eos_id]
+        reading = forced(model, item.src_ids, target).best
+        assert reading.attention is not None
+        sal = saliency(model, item.src_ids, target)  # (tgt_len + 1, src_len + 1)
+        rows.extend(rank_correlation(head_mean(reading.attention), sal).tolist())
+    return {
+        "method": "input_x_gradient",
+        "mean": mean_rank_correlation(rows),
+        "sentences": len(chosen),
+        "tokens": len(rows),
     }
 
 
@@ -457,6 +512,18 @@ def format_report(result: dict[str, Any], data: str | Path | None = None) -> str
             f"entropy    {r['attention_entropy']:6.3f}   nats, mean over the attention rows "
             "of the greedy output"
         )
+    corr = r.get("saliency_correlation")
+    if corr is not None:
+        lines.append(
+            f"saliency   {_fmt(corr['mean'], '6.3f')}   mean Spearman rho, attention vs input x "
+            f"gradient, {corr['tokens']} tokens of {corr['sentences']} references"
+        )
+    if r.get("aer_by_head"):
+        best = min(r["aer_by_head"], key=lambda h: h["aer"])
+        lines.append(
+            f"best head  {best['aer']:6.3f}   AER of layer {best['layer']} head {best['head']} "
+            f"alone (of {len(r['aer_by_head'])} heads)"
+        )
     lines.append(f"perplexity {_fmt(r['perplexity'], '6.2f')}   of the references")
     speed = _fmt(r["sentences_per_second"], ".1f")
     lines.append(
@@ -488,6 +555,8 @@ CARD_METRICS = (
     "sentences",
     "sentences_per_second",
     "device",
+    "aer_by_head",
+    "saliency_correlation",
 )
 
 

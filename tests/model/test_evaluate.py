@@ -25,6 +25,7 @@ from attnviz.model.evaluate import (
     format_report,
     orient_pairs,
 )
+from attnviz.model.factory import build_model
 from attnviz.model.seq2seq import Seq2Seq
 from attnviz.model.tokenize import tokenize
 from attnviz.model.vocab import Vocab
@@ -187,6 +188,7 @@ def test_forced_aer_matches_an_independent_computation(
     loaded = load(models, "en-fr-multihead")  # heads are averaged
     model = loaded.model
     links, gold = [], []
+    head_links: list[list[list[tuple[int, int]]]] = [[], []]
     for pair in test_pairs[:5]:
         src_tokens, tgt_tokens = tokenize(pair.source, "en"), tokenize(pair.target, "fr")
         src = torch.tensor([loaded.src_vocab.encode(src_tokens)])
@@ -198,14 +200,46 @@ def test_forced_aer_matches_an_independent_computation(
         assert mean.shape == (len(tgt_tokens) + 1, len(src_tokens) + 1)
         # each target word (not the </s> row) to its best source word (not the </s> column)
         links.append([(int(mean[j, :-1].argmax()), j) for j in range(len(tgt_tokens))])
+        for h in range(2):
+            one = att[0, :, h].numpy()
+            head_links[h].append([(int(one[j, :-1].argmax()), j) for j in range(len(tgt_tokens))])
         gold.append(pair.alignment)
-    # sum the counts over sentences
-    a = sum(len(set(x)) for x in links)
-    s = sum(len(set(g or ())) for g in gold)
-    both = sum(len(set(x) & set(g or ())) for x, g in zip(links, gold, strict=True))
-    expected = 1 - 2 * both / (a + s)
+
+    def corpus_aer(found: list[list[tuple[int, int]]]) -> float:  # counts summed over sentences
+        a = sum(len(set(x)) for x in found)
+        s = sum(len(set(g or ())) for g in gold)
+        both = sum(len(set(x) & set(g or ())) for x, g in zip(found, gold, strict=True))
+        return 1 - 2 * both / (a + s)
+
     result = evaluate(loaded, test_pairs[:5], batch_size=2, progress=False)
-    assert result["aer"] == pytest.approx(expected)
+    assert result["aer"] == pytest.approx(corpus_aer(links))
+    assert [(h["layer"], h["head"]) for h in result["aer_by_head"]] == [(0, 0), (0, 1)]
+    for h in result["aer_by_head"]:
+        assert h["aer"] == pytest.approx(corpus_aer(head_links[h["head"]]))
+
+
+def test_transformer_aer_per_layer_and_head_and_saliency(
+    tmp_path: Path, vocabs: tuple[Vocab, Vocab], test_pairs: list[Pair]
+) -> None:
+    en, fr = vocabs
+    torch.manual_seed(0)
+    config = ModelConfig(
+        src_vocab_size=len(en), tgt_vocab_size=len(fr), emb_dim=16, hidden_dim=16,
+        attention="scaled_dot", attention_heads=2, architecture="transformer", layers=3,
+        ff_dim=32, dropout=0.0,
+    )  # fmt: skip
+    card = {"name": "tf", "source_lang": "en", "target_lang": "fr"}
+    save_checkpoint(tmp_path / "tf", build_model(config), en, fr, card)
+    result = evaluate(
+        load_checkpoint(tmp_path / "tf", "cpu"), test_pairs[:6], progress=False,
+        saliency_sentences=3,
+    )  # fmt: skip
+    heads = result["aer_by_head"]
+    assert [(h["layer"], h["head"]) for h in heads] == [(i, h) for i in range(3) for h in range(2)]
+    assert all(0.0 <= h["aer"] <= 1.0 for h in heads)
+    corr = result["saliency_correlation"]
+    assert corr["sentences"] == 3 and corr["tokens"] > 3 and -1.0 <= corr["mean"] <= 1.0
+    json.dumps(result, allow_nan=False)
 
 
 def oracle_greedy(
@@ -302,7 +336,8 @@ def test_model_without_attention_has_no_aer(models: Path, test_pairs: list[Pair]
     result = evaluate(load(models, "en-fr-none"), test_pairs, progress=False)
     check_result(result, len(test_pairs))
     assert result["attention"] == "none"
-    for key in ("aer", "aer_greedy", "aer_precision", "aer_recall", "attention_entropy"):
+    for key in ("aer", "aer_greedy", "aer_precision", "aer_recall", "attention_entropy",
+                "aer_by_head", "saliency_correlation"):  # fmt: skip
         assert result[key] is None, key
     assert result["aer_sentences"] == result["aer_greedy_sentences"] == 0
     assert "AER        n/a      (no attention)" in format_report(result)
