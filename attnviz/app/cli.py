@@ -125,8 +125,15 @@ def _add_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _translate(args: argparse.Namespace) -> int:
+    import torch
+
     from attnviz.model.translator import translate_command
 
+    if args.threads < 0:
+        print(f"attnviz translate: --threads must be >= 0, got {args.threads}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     return translate_command(
         args.model,
         args.beam_size,
@@ -147,6 +154,13 @@ def _add_translate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument("--json", action="store_true", help="one JSON result per line")
     p.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: decoding is a chain of small steps, and on a busy "
+        "CPU more threads wait for each other; 0 = torch's default)",
+    )
     p.set_defaults(handler=_translate)
 
 

@@ -402,3 +402,21 @@ def test_cli_reports_bad_model_and_options(
     code, _ = run_cli(folder, "Hello.\n", beam_size=0)
     assert code == 2
     assert "beam_size" in capsys.readouterr().err
+
+
+def test_cli_translate_sets_threads(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from attnviz.app.cli import main
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr("sys.stdin", io.StringIO("The boy runs.\n"))
+    try:
+        assert main(["translate", "--model", str(folder), "--threads", "1", "--alignment"]) == 0
+        assert torch.get_num_threads() == 1
+        out = capsys.readouterr().out.strip()
+        assert " ||| " in out and PAIR_RE.match(out.split(" ||| ")[1])
+        assert main(["translate", "--model", str(folder), "--threads", "-2"]) == 2
+        assert "--threads must be >= 0" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
