@@ -139,9 +139,42 @@ def _dot_scores(query: Tensor, keys: Tensor) -> Tensor:
     return torch.bmm(keys, query.unsqueeze(2)).squeeze(2)
 
 
+def fold_directions(keys: Tensor) -> Tensor:
+    """(batch, src_len, 2d) bidirectional states -> (batch, src_len, d): forward + backward."""
+    half = keys.size(-1) // 2
+    return keys[..., :half] + keys[..., half:]
+
+
 class DotAttention(Attention):
-    """Luong dot: score = qᵀk. When query_dim != key_dim the keys are first projected
-    (once per sentence) to query_dim by a bias-free linear map."""
+    """Luong dot: score = qᵀk, no parameters.
+
+    qᵀk needs keys of the query's size. Keys twice that size are the concatenated forward
+    and backward states of a bidirectional encoder: they are summed (once per sentence), so
+    the score stays a plain dot product between the decoder state and the encoder state at
+    each position. (A learned projection would make this ``general``.)
+    """
+
+    def __init__(self, spec: AttentionSpec) -> None:
+        super().__init__(spec)
+        if spec.key_dim not in (spec.query_dim, 2 * spec.query_dim):
+            raise ValueError(
+                f"dot attention needs keys of the query's size ({spec.query_dim}) or twice it "
+                f"(a bidirectional encoder), got key_dim {spec.key_dim}; use 'general' to learn "
+                "a projection"
+            )
+        self.fold = spec.key_dim == 2 * spec.query_dim
+
+    def precompute_keys(self, keys: Tensor) -> Tensor:
+        return fold_directions(keys) if self.fold else keys  # (batch, src_len, query_dim)
+
+    def score(self, query: Tensor, keys: Tensor, step: Tensor | None) -> Tensor:
+        return _dot_scores(query, keys)  # (batch, src_len)
+
+
+class ScaledDotAttention(Attention):
+    """Scaled dot: score = qᵀ(W k) / √d, as one head of the Transformer's attention (keys
+    projected to the query's size, once per sentence, by a bias-free linear map; none
+    when the sizes already match)."""
 
     def __init__(self, spec: AttentionSpec) -> None:
         super().__init__(spec)
@@ -155,24 +188,24 @@ class DotAttention(Attention):
         return self.key_proj(keys)  # (batch, src_len, query_dim)
 
     def score(self, query: Tensor, keys: Tensor, step: Tensor | None) -> Tensor:
-        return _dot_scores(query, keys)  # (batch, src_len)
-
-
-class ScaledDotAttention(DotAttention):
-    """Scaled dot: score = qᵀk / √d (keys projected as in ``dot`` when sizes differ)."""
-
-    def score(self, query: Tensor, keys: Tensor, step: Tensor | None) -> Tensor:
         return _dot_scores(query, keys) / math.sqrt(query.size(-1))  # (batch, src_len)
 
 
-class CosineAttention(DotAttention):
-    """Cosine similarity between query and (projected) key; keys are normalised once."""
+class CosineAttention(ScaledDotAttention):
+    """Cosine similarity of query and (projected) key, times a learned sharpness β > 0
+    (Graves et al.'s content addressing): cosines alone lie in [-1, 1], so softmax could
+    never favour one position more than e² ≈ 7.4 times another. β starts at 10."""
+
+    def __init__(self, spec: AttentionSpec) -> None:
+        super().__init__(spec)
+        self.log_beta = nn.Parameter(torch.tensor(math.log(10.0)))
 
     def precompute_keys(self, keys: Tensor) -> Tensor:
         return F.normalize(self.key_proj(keys), dim=-1)  # (batch, src_len, query_dim)
 
     def score(self, query: Tensor, keys: Tensor, step: Tensor | None) -> Tensor:
-        return _dot_scores(F.normalize(query, dim=-1), keys)  # (batch, src_len)
+        cosine = _dot_scores(F.normalize(query, dim=-1), keys)  # (batch, src_len)
+        return self.log_beta.exp() * cosine
 
 
 class GeneralAttention(Attention):

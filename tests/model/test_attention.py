@@ -19,7 +19,7 @@ from attnviz.model.attention import (
 torch.set_num_threads(1)
 
 SPEC = AttentionSpec(
-    query_dim=6, key_dim=8, value_dim=8, attn_dim=8, heads=2, window=1, max_positions=16
+    query_dim=6, key_dim=12, value_dim=12, attn_dim=8, heads=2, window=1, max_positions=16
 )
 LENGTHS = (9, 5, 2)  # real tokens per row; src_len = 9
 STEPS = (0, 3, 6)  # decoder step per row; row 2's step is past its sentence end
@@ -295,3 +295,27 @@ def test_multihead_heads_differ() -> None:
     _, weights = run(module)
     assert weights is not None and weights.shape[1] == SPEC.heads
     assert not torch.allclose(weights[:, 0], weights[:, 1])
+
+
+def test_dot_is_parameter_free_and_sums_the_two_directions() -> None:
+    dot = make("dot")
+    assert list(dot.parameters()) == []
+    torch.manual_seed(1)
+    query, states = torch.randn(2, 6), torch.randn(2, 4, 12)
+    keys = dot.precompute_keys(states)
+    expected = torch.einsum("bd,bsd->bs", query, states[..., :6] + states[..., 6:])
+    torch.testing.assert_close(dot.score(query, keys, None), expected)
+    same = make("dot", AttentionSpec(query_dim=6, key_dim=6, value_dim=6, attn_dim=8))
+    assert torch.equal(same.precompute_keys(states[..., :6]), states[..., :6])
+    with pytest.raises(ValueError, match="use 'general'"):
+        make("dot", AttentionSpec(query_dim=6, key_dim=8, value_dim=8, attn_dim=8))
+
+
+def test_cosine_sharpness_is_learned() -> None:
+    cos = make("cosine")
+    query, states = torch.randn(2, 6), torch.randn(2, 4, 12)
+    scores = cos.score(query, cos.precompute_keys(states), None)
+    assert scores.abs().max() <= 10.0 + 1e-4  # beta (10 at the start) times a cosine
+    scores.sum().backward()
+    beta = dict(cos.named_parameters())["log_beta"]
+    assert beta.grad is not None and beta.grad.abs() > 0
