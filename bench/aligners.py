@@ -208,6 +208,8 @@ COLUMNS = (
     "chrF",
     "AER (forced)",
     "AER (greedy)",
+    "best head AER",
+    "attention~saliency ρ",
     "training time",
 )
 
@@ -231,21 +233,33 @@ def model_row(path: Path, result: dict[str, Any], card: dict[str, Any]) -> list[
     if result["aer_greedy"] is not None:
         greedy += f" ({result['aer_greedy_sentences']})"
     training = card.get("training_seconds")
+    heads = result.get("aer_by_head")
+    best_head = "–"
+    if heads:
+        best = min(heads, key=lambda h: h["aer"])
+        best_head = f"{best['aer']:.3f} (L{best['layer']} H{best['head']})"
+    corr = result.get("saliency_correlation")
+    config = card.get("config") or {}
+    attention = str(result["attention"])
+    if config.get("architecture") == "transformer":
+        attention = f"transformer ({config['layers']} layers × {config['attention_heads']} heads)"
     return [
         f"{result['model']} ({result['source_lang']}→{result['target_lang']})",
-        str(result["attention"]),
+        attention,
         f"{result['parameters']:,}",
         _num(result["bleu"], ".1f"),
         _num(result["chrf"], ".1f"),
         _num(result["aer"], ".3f"),
         greedy,
+        best_head,
+        _num(corr["mean"] if corr else None, ".2f"),
         _duration(float(training) if isinstance(training, int | float) else None),
     ]
 
 
 def format_table(rows: list[list[str]], markdown: bool) -> str:
     if markdown:
-        right = {2, 3, 4, 5, 6, 7}
+        right = set(range(2, len(COLUMNS)))
         rule = ["---:" if k in right else "---" for k in range(len(COLUMNS))]
         lines = [f"| {' | '.join(COLUMNS)} |", f"| {' | '.join(rule)} |"]
         lines += [f"| {' | '.join(row)} |" for row in rows]
@@ -292,6 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument(
+        "--from-cards",
+        action="store_true",
+        help="take each model's metrics from its card when `attnviz evaluate --write-card` "
+        "wrote them on this same test file (else evaluate it)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -335,13 +355,16 @@ def main(argv: list[str] | None = None) -> int:
                 "–",
                 f"{counts[args.symmetrize].aer:.3f}",
                 "–",
+                "–",
+                "–",
                 _duration(seconds),
             ]
         )
     diagonal = diagonal_counts(test)
-    rows.append(["diagonal baseline (en→fr)", "–", "–", "–", "–", f"{diagonal.aer:.3f}", "–", "–"])
+    dash = ["–", "–", "–", "–"]
+    rows.append(["diagonal baseline (en→fr)", "–", "–", "–", "–", f"{diagonal.aer:.3f}", *dash])
     ceiling = one_link_oracle_counts(test)
-    rows.append(["best argmax (en→fr oracle)", "–", "–", "–", "–", f"{ceiling.aer:.3f}", "–", "–"])
+    rows.append(["best argmax (en→fr oracle)", "–", "–", "–", "–", f"{ceiling.aer:.3f}", *dash])
 
     for directory in dirs:
         try:
@@ -349,8 +372,20 @@ def main(argv: list[str] | None = None) -> int:
         except CheckpointError as e:
             log(f"skipping {directory}: {e}")
             continue
-        log(f"evaluating {loaded.name} on {len(test)} pairs ...")
-        result = evaluate(loaded, test, progress=sys.stderr.isatty())
+        stored = loaded.card.get("metrics") or {}
+        if args.from_cards and Path(str(stored.get("data"))).resolve() == test_path.resolve():
+            log(f"{loaded.name}: metrics from its card ({stored.get('evaluated_at')})")
+            result = {
+                **stored,
+                "model": loaded.name,
+                "source_lang": loaded.source_lang,
+                "target_lang": loaded.target_lang,
+                "attention": loaded.model.config.attention,
+                "parameters": loaded.model.num_parameters(),
+            }
+        else:
+            log(f"evaluating {loaded.name} on {len(test)} pairs ...")
+            result = evaluate(loaded, test, progress=sys.stderr.isatty())
         rows.append(model_row(directory, result, loaded.card))
         del loaded
     print(format_table(rows, args.markdown))
