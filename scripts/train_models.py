@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -105,6 +106,7 @@ def run(name: str, args: argparse.Namespace) -> str:
             [py, "evaluate", "--model", str(out), "--data", str(args.corpus / "test.tsv"),
              "--write-card", "--device", "cpu"],
             stdout=f, stderr=subprocess.STDOUT, check=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},  # one core each, like training
         )  # fmt: skip
     card = json.loads((out / "card.json").read_text())
     m = card.get("metrics", {})

@@ -237,7 +237,7 @@ def evaluate(
     progress: bool = True,
     max_length: int | None = None,
     pair_langs: tuple[str, str] = ("en", "fr"),
-    saliency_sentences: int = 200,
+    saliency_sentences: int = 100,
 ) -> dict[str, Any]:
     """Evaluate ``loaded`` on ``pairs`` (corpus order ``pair_langs``; see the module doc).
 

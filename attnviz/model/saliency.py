@@ -88,7 +88,8 @@ def saliency(
     as it emits them (end them with eos to explain the end of the sentence too); row ``t``
     attributes ``log p(target_ids[t] | source, target_ids[:t])``. ``method`` is a name in
     ``METHODS``; ``steps`` is the number of path points of ``integrated_gradients`` (one
-    forward pass of batch ``steps``). Costs one forward and ``tgt_len`` backward passes.
+    forward pass of batch ``steps``). Costs one forward and one backward pass of
+    ``len(alphas) * tgt_len`` rows (in chunks of ``ROWS_PER_PASS``).
     """
     try:
         alphas_of = METHODS[method]
@@ -139,6 +140,9 @@ def saliency(
     return matrix
 
 
+ROWS_PER_PASS = 512  # (alpha, target token) rows per forward/backward pass
+
+
 def _path_attribution(
     model: nn.Module,
     embedding: nn.Embedding,
@@ -147,30 +151,60 @@ def _path_attribution(
     tgt_list: list[int],
     alphas: list[float],
 ) -> np.ndarray:
-    """``sum_emb e * mean_k grad log p(y_t)`` at ``alpha_k * e``, one batch row per alpha."""
-    device = embedding.weight.device
-    batch, src_len, tgt_len = len(alphas), len(src_list), len(tgt_list)
-    src = torch.tensor([src_list], dtype=torch.long, device=device).repeat(batch, 1)
-    # src: (batch, src_len), identical rows
-    src_mask = torch.ones(batch, src_len, dtype=torch.bool, device=device)  # (batch, src_len)
-    tgt_in = torch.tensor([[bos_id, *tgt_list[:-1]]], dtype=torch.long, device=device)
-    tgt_in = tgt_in.repeat(batch, 1)  # (batch, tgt_len)
-    gold = torch.tensor(tgt_list, dtype=torch.long, device=device)  # (tgt_len,)
-    scale = torch.tensor(alphas, device=device).view(batch, 1, 1)  # (batch, 1, 1)
+    """``sum_emb e * mean_k grad log p(y_t)`` at ``alpha_k * e``.
 
-    captured: list[tuple[Tensor, Tensor]] = []  # (embedding (batch, src_len, emb), leaf)
+    One batch row per (alpha, target token) pair: row (k, t) reads the sentence with its
+    source embeddings scaled by alpha_k and contributes log p(y_t). The rows are
+    independent, so one backward pass of their sum gives every row its own gradient:
+    a forward and a backward per ``ROWS_PER_PASS`` rows, instead of one backward per token
+    (which re-traverses the whole recurrent graph each time).
+    """
+    device = embedding.weight.device
+    src_len, tgt_len = len(src_list), len(tgt_list)
+    pairs = [(alpha, t) for alpha in alphas for t in range(tgt_len)]
+    total = torch.zeros(tgt_len, src_len, dtype=torch.float64, device=device)
+    for lo in range(0, len(pairs), ROWS_PER_PASS):
+        chunk = pairs[lo : lo + ROWS_PER_PASS]
+        scale = torch.tensor([a for a, _ in chunk], device=device)  # (rows,)
+        which = torch.tensor([t for _, t in chunk], dtype=torch.long, device=device)  # (rows,)
+        contribution = _rows_gradient(model, embedding, bos_id, src_list, tgt_list, scale, which)
+        total.index_add_(0, which, contribution.to(torch.float64))  # (tgt_len, src_len)
+    matrix = total / len(alphas)  # mean over the path points
+    return np.asarray(matrix.detach().to("cpu").numpy())
+
+
+def _rows_gradient(
+    model: nn.Module,
+    embedding: nn.Embedding,
+    bos_id: int,
+    src_list: list[int],
+    tgt_list: list[int],
+    scale: Tensor,
+    which: Tensor,
+) -> Tensor:
+    """For each row: e . d log p(y_which) / d(scaled embedding) -> (rows, src_len)."""
+    device = embedding.weight.device
+    rows, src_len, tgt_len = scale.numel(), len(src_list), len(tgt_list)
+    src = torch.tensor([src_list], dtype=torch.long, device=device).repeat(rows, 1)
+    # src: (rows, src_len), identical rows
+    src_mask = torch.ones(rows, src_len, dtype=torch.bool, device=device)  # (rows, src_len)
+    tgt_in = torch.tensor([[bos_id, *tgt_list[:-1]]], dtype=torch.long, device=device)
+    tgt_in = tgt_in.repeat(rows, 1)  # (rows, tgt_len)
+    gold = torch.tensor(tgt_list, dtype=torch.long, device=device)[which]  # (rows,)
+
+    captured: list[tuple[Tensor, Tensor]] = []  # (embedding (rows, src_len, emb), leaf)
 
     def swap_output(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
         if captured:  # only the first call of a forward pass is the source side
             return output
-        base = output.detach()  # (batch, src_len, emb)
-        leaf = (base * scale.to(base.dtype)).requires_grad_(True)  # (batch, src_len, emb)
+        base = output.detach()  # (rows, src_len, emb)
+        leaf = (base * scale.view(rows, 1, 1).to(base.dtype)).requires_grad_(True)
         captured.append((base, leaf))
         return leaf
 
     handle = embedding.register_forward_hook(swap_output)
     try:
-        logits, _ = model(src, src_mask, tgt_in)  # (batch, tgt_len, tgt_vocab)
+        logits, _ = model(src, src_mask, tgt_in)  # (rows, tgt_len, tgt_vocab)
     finally:
         handle.remove()
     if not captured:
@@ -179,26 +213,18 @@ def _path_attribution(
             "no gradient to read"
         )
     base, leaf = captured[0]
-    if logits.shape[:2] != (batch, tgt_len):
+    if logits.shape[:2] != (rows, tgt_len):
         raise RuntimeError(
-            f"expected logits of shape ({batch}, {tgt_len}, vocab), got {tuple(logits.shape)}"
+            f"expected logits of shape ({rows}, {tgt_len}, vocab), got {tuple(logits.shape)}"
         )
-    logprobs = F.log_softmax(logits.float(), dim=-1)  # (batch, tgt_len, tgt_vocab)
-    picked = logprobs.gather(2, gold.view(1, tgt_len, 1).expand(batch, tgt_len, 1))
-    picked = picked.squeeze(2)  # (batch, tgt_len): log p(y_t) at each alpha
-    rows: list[Tensor] = []
-    for t in range(tgt_len):
-        # the batch rows are independent, so the gradient of their sum is each row's own
-        (grad,) = torch.autograd.grad(
-            picked[:, t].sum(), leaf, retain_graph=t < tgt_len - 1, allow_unused=True
-        )
-        if grad is None:  # y_t does not depend on the source at all
-            rows.append(torch.zeros(src_len, device=device))
-            continue
-        mean_grad = grad.mean(dim=0)  # (src_len, emb)
-        rows.append((base[0] * mean_grad).sum(dim=-1))  # (src_len,)
-    matrix = torch.stack(rows)  # (tgt_len, src_len)
-    return np.asarray(matrix.detach().to("cpu", torch.float64).numpy())
+    row_ids = torch.arange(rows, device=device)
+    step_logits = logits[row_ids, which].float()  # (rows, tgt_vocab): each row's own step
+    picked = F.log_softmax(step_logits, dim=-1)[row_ids, gold]  # (rows,) log p(y_t)
+    # the rows are independent, so the gradient of their sum is each row's own
+    (grad,) = torch.autograd.grad(picked.sum(), leaf, allow_unused=True)
+    if grad is None:  # the output does not depend on the source at all
+        return torch.zeros(rows, src_len, device=device)
+    return (base * grad).sum(dim=-1)  # (rows, src_len)
 
 
 def normalise_rows(matrix: np.ndarray) -> np.ndarray:

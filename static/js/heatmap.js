@@ -111,10 +111,12 @@ export function heatmapGeometry(rows, cols, targetTokens, sourceTokens, width, o
  *
  * options: links [{s,t}] (default: argmax), masked [source indices], forced (rows),
  * zmax (1),
- * showScale, compact (smaller cells), filename, onHover(t, s), onUnhover().
+ * showScale, compact (smaller cells), filename, onHover(t, s), onUnhover(),
+ * what ("attention": names the matrix in messages), axes (checkAttention's wording of the
+ * rows and columns), label (the div's aria-label), valueName ("weight", in the hover).
  */
 export async function drawHeatmap(div, matrix, targetTokens, sourceTokens, options = {}) {
-  const problem = checkAttention(matrix, targetTokens, sourceTokens);
+  const problem = checkAttention(matrix, targetTokens, sourceTokens, options.what, options.axes);
   if (problem) {
     showPlotError(div, problem);
     return false;
@@ -145,11 +147,11 @@ export async function drawHeatmap(div, matrix, targetTokens, sourceTokens, optio
     xgap: cellPx > 18 ? 1 : 0,
     ygap: cellPx > 18 ? 1 : 0,
     customdata: labels,
-    hovertemplate: "<b>%{customdata[0]}</b> → %{customdata[1]}<br>weight %{z:.3f}<extra></extra>",
+    hovertemplate: `<b>%{customdata[0]}</b> → %{customdata[1]}<br>${options.valueName || "weight"} %{z:.3f}<extra></extra>`,
     showscale: options.showScale !== false,
     colorbar: narrow
-      ? { orientation: "h", thickness: 10, len: 1, y: -8 / geo.height, yanchor: "top", title: { text: "weight", side: "right", font: { size: 12 } }, outlinewidth: 0, tickformat: ".1f" }
-      : { thickness: 12, len: Math.min(1, 260 / (rows * cellPx)), lenmode: "fraction", y: 1, yanchor: "top", x: 1, xpad: 12, title: { text: "weight", side: "right" }, outlinewidth: 0, tickformat: ".1f" },
+      ? { orientation: "h", thickness: 10, len: 1, y: -8 / geo.height, yanchor: "top", title: { text: options.valueName || "weight", side: "right", font: { size: 12 } }, outlinewidth: 0, tickformat: ".1f" }
+      : { thickness: 12, len: Math.min(1, 260 / (rows * cellPx)), lenmode: "fraction", y: 1, yanchor: "top", x: 1, xpad: 12, title: { text: options.valueName || "weight", side: "right" }, outlinewidth: 0, tickformat: ".1f" },
   };
   if (showText) {
     heat.text = matrix.map((row) => row.map((w) => (w >= 0.1 ? w.toFixed(2) : "")));
@@ -224,7 +226,7 @@ export async function drawHeatmap(div, matrix, targetTokens, sourceTokens, optio
   div.dataset.state = "plot";
   div.setAttribute(
     "aria-label",
-    `Attention heatmap: ${rows} target tokens (rows) by ${cols} source tokens (columns)`,
+    options.label || `Attention heatmap: ${rows} target tokens (rows) by ${cols} source tokens (columns)`,
   );
   if (!div.dataset.hooked && div.on) {
     div.dataset.hooked = "1";

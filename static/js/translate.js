@@ -1,11 +1,15 @@
-// The translate page: the form, the translation with linked tokens, and four views of
-// the attention (heatmap, decoder, beam search, what-if), each drawn when first shown.
+// The translate page: the form, the translation with linked tokens, and the views of the
+// attention (heatmap, every head, decoder, beam search, saliency, what-if), each drawn when
+// first shown. Multi-head and Transformer models: a layer, a head and (Transformer) a kind
+// of attention (cross, encoder self, decoder self) choose what the heatmap and the grid draw.
 
 import { ApiError, postJSON } from "./api.js";
 import { BeamView } from "./beam.js";
-import { headLayers, meanMatrix } from "./checks.js";
+import { headViews, KINDS, meanMatrix } from "./checks.js";
 import { Decoder } from "./decoder.js";
+import { HeadGrid, KIND_LABELS, kindAxes } from "./heads.js";
 import { drawHeatmap, noAttentionPanel, parsePharaoh, showPlotError } from "./heatmap.js";
+import { SaliencyView } from "./saliency.js";
 import { TokenLinker } from "./tokens.js";
 import { WhatIf } from "./whatif.js";
 import { $, download, el, fieldError, fmt, nextFrame, plotlyReady, readData, setBusy, slug } from "./util.js";
@@ -29,8 +33,29 @@ const headField = $("#head-field");
 const headSelect = $("#head");
 const layerField = $("#layer-field");
 const layerSelect = $("#layer");
+const kindField = $("#kind-field");
+const kindSelect = $("#attn-kind");
+const gridKindField = $("#grid-kind-field");
+const gridKindSelect = $("#grid-kind");
+const headsTab = $("#tab-heads");
+const headsError = $("#heads-error");
 
-const state = { result: null, request: null, matrix: null, controller: null, tab: "heatmap", seq: 0 };
+const state = {
+  result: null,
+  request: null,
+  matrix: null,
+  controller: null,
+  tab: "heatmap",
+  seq: 0,
+  // what the heatmap and the grid show: a kind of attention, a layer, a head ("mean" = the
+  // average of the layer's heads); views = checks.js headViews of the response
+  views: null,
+  kind: "cross",
+  layer: 0,
+  head: "mean",
+  means: new Map(),
+  gridDirty: true,
+};
 
 const linker = resultBox ? new TokenLinker($("#src-tokens"), $("#tgt-tokens"), $("#link-hint")) : null;
 const decoder = resultBox ? new Decoder($("#panel-decoder")) : null;
@@ -43,6 +68,8 @@ const beamView = resultBox
     })
   : null;
 const whatIf = resultBox ? new WhatIf($("#panel-whatif")) : null;
+const headGrid = resultBox ? new HeadGrid($("#panel-heads"), { onPick: (layer, head) => pickHead(layer, head) }) : null;
+const saliency = resultBox ? new SaliencyView($("#panel-saliency")) : null;
 
 // -- the form -------------------------------------------------------------------------------
 
@@ -72,7 +99,7 @@ function requestBody() {
     n_best: Math.min(beam, 5),
     top_k: 5,
     include_beam: beam > 1,
-    include_heads: Boolean(m && m.attention_heads && m.attention_heads > 1),
+    include_heads: Boolean(m && ((m.attention_heads || 0) > 1 || (m.layers || 0) > 1)),
   };
 }
 
@@ -113,6 +140,7 @@ async function translate({ keepTab = false } = {}) {
 // -- showing a result -----------------------------------------------------------------------
 
 async function show(result, request, keepTab) {
+  const sameModel = state.result?.model === result.model;
   state.result = result;
   state.request = request;
   resultBox.hidden = false;
@@ -137,14 +165,22 @@ async function show(result, request, keepTab) {
     note.textContent = `${unknown.length === 1 ? "1 word is" : `${unknown.length} words are`} unknown to this model and read as <unk>: ${words}.`;
   }
 
-  setupHeads(result);
-  state.matrix = currentMatrix();
-  linker.set(result, state.matrix);
+  setupHeads(result, sameModel);
+  state.matrix = matrixFor(state.kind);
+  linker.set(result, matrixFor("cross"));
   decoder.set(result, result.attention);
   beamView.set(result);
   whatIf.set(result, request);
+  const views = state.views;
+  saliency.set(
+    result,
+    request,
+    views && views.layers * views.heads > 1
+      ? `layer ${views.alignmentLayer + 1}, average of ${views.heads} ${views.heads === 1 ? "head" : "heads"}`
+      : "",
+  );
 
-  if (!keepTab && state.tab !== "heatmap") selectTab("heatmap", false);
+  if ((!keepTab && state.tab !== "heatmap") || (state.tab === "heads" && headsTab.hidden)) selectTab("heatmap", false);
   await drawMain();
   await nextFrame();
   performance.clearMarks("attnviz:heatmap:drawn");
@@ -156,33 +192,104 @@ async function show(result, request, keepTab) {
   if (state.tab !== "heatmap") await showTab(state.tab);
 }
 
-function setupHeads(result) {
-  const layers = headLayers(result.heads);
-  state.layers = layers;
-  headField.hidden = !layers;
-  layerField.hidden = !layers || layers.length < 2;
-  if (!layers) return;
-  const layer = layers.length - 1;
-  layerSelect.replaceChildren(...layers.map((_, i) => el("option", { value: String(i), text: `Layer ${i + 1}`, selected: i === layer })));
-  fillHeads(layer);
-}
-
-function fillHeads(layer) {
-  const heads = state.layers[layer];
-  headSelect.replaceChildren(
-    el("option", { value: "mean", text: `Average of ${heads.length} heads` }),
-    ...heads.map((_, i) => el("option", { value: String(i), text: `Head ${i + 1}` })),
+/** The layer, head and kind selectors for a new result (kept for the same model). */
+function setupHeads(result, sameModel) {
+  const views = headViews(result.heads);
+  const problem = views?.problem || null;
+  headsError.hidden = !problem;
+  headsError.textContent = problem ? `Cannot show the heads: ${problem}.` : "";
+  state.views = views && !problem ? views : null;
+  state.means = new Map();
+  state.gridDirty = true;
+  const v = state.views;
+  if (!v || !sameModel) {
+    state.kind = "cross";
+    state.layer = v ? v.alignmentLayer : 0;
+    state.head = "mean";
+  } else {
+    if (!v.kinds[state.kind]) state.kind = "cross";
+    if (state.layer >= v.layers) state.layer = v.alignmentLayer;
+    if (state.head !== "mean" && state.head >= v.heads) state.head = "mean";
+  }
+  const kinds = v ? KINDS.filter((k) => v.kinds[k]) : [];
+  kindField.hidden = !v || !v.kinds.encoder; // self-attention: the Transformer only
+  gridKindField.hidden = kindField.hidden;
+  for (const select of [kindSelect, gridKindSelect]) {
+    select.replaceChildren(...kinds.map((k) => el("option", { value: k, text: KIND_LABELS[k] })));
+    select.value = state.kind;
+  }
+  layerField.hidden = !v || v.layers < 2;
+  headField.hidden = !v || v.heads < 2;
+  headsTab.hidden = !v || v.layers * v.heads < 2;
+  if (!v) return;
+  layerSelect.replaceChildren(
+    ...Array.from({ length: v.layers }, (_, i) =>
+      el("option", { value: String(i), text: i === v.alignmentLayer && v.layers > 1 ? `Layer ${i + 1} (alignment)` : `Layer ${i + 1}` }),
+    ),
   );
+  headSelect.replaceChildren(
+    el("option", { value: "mean", text: `Average of ${v.heads} heads` }),
+    ...Array.from({ length: v.heads }, (_, i) => el("option", { value: String(i), text: `Head ${i + 1}` })),
+  );
+  syncSelectors();
 }
 
-function currentMatrix() {
+function syncSelectors() {
+  kindSelect.value = state.kind;
+  gridKindSelect.value = state.kind;
+  layerSelect.value = String(state.layer);
+  headSelect.value = String(state.head);
+}
+
+/** The matrix of one kind of attention at the chosen layer and head (null: none). */
+function matrixFor(kind, layer = state.layer, head = state.head) {
   const r = state.result;
   if (!r.attention) return null;
-  if (!state.layers || headField.hidden) return r.attention;
-  const layer = Number(layerSelect.value || state.layers.length - 1);
-  const heads = state.layers[layer];
-  if (headSelect.value === "mean") return layer === state.layers.length - 1 ? r.attention : meanMatrix(heads);
-  return heads[Number(headSelect.value)];
+  const v = state.views;
+  if (!v) return kind === "cross" ? r.attention : null;
+  const layers = v.kinds[kind];
+  if (!layers) return null;
+  if (head !== "mean") return layers[layer][head];
+  // the response's `attention` is the alignment layer's average: drawn as sent
+  if (kind === "cross" && layer === v.alignmentLayer) return r.attention;
+  const key = `${kind}:${layer}`;
+  if (!state.means.has(key)) state.means.set(key, meanMatrix(layers[layer]));
+  return state.means.get(key);
+}
+
+const CAPTIONS = {
+  cross: ["Rows: the French words in the order they were written. Columns: the English words.", "each word's alignment (its column with the most weight)"],
+  encoder: ["Rows and columns: the English words. Each row is one word as the encoder reads the sentence again, and how much it looks at every word.", "each row's column with the most weight"],
+  decoder: ["Rows: the French words written. Columns: what the decoder had read when it wrote each of them (<s>, then the words already written): it can only look back, so the upper triangle is empty.", "each row's column with the most weight"],
+};
+
+/** The selectors changed: the heatmap (and the grid, when it shows) draw the new choice. */
+async function refreshViews() {
+  state.matrix = matrixFor(state.kind);
+  linker.setMatrix(matrixFor("cross"));
+  syncSelectors();
+  state.gridDirty = true;
+  if (state.tab === "heads") await drawGrid();
+  else headGrid.mark(state.layer, state.head === "mean" ? -1 : Number(state.head));
+  await drawMain();
+}
+
+/** A map of the grid was chosen: the heatmap shows it. */
+async function pickHead(layer, head) {
+  state.layer = layer;
+  state.head = head;
+  syncSelectors();
+  selectTab("heatmap");
+  await refreshViews();
+}
+
+async function drawGrid() {
+  if (!state.views || !state.result?.attention) return;
+  const width = headGrid.plot.parentElement?.clientWidth || 0;
+  if (!state.gridDirty && Math.abs(width - (headGrid.width || 0)) < 24) return;
+  state.gridDirty = false;
+  const { views, kind, layer, head } = state;
+  await headGrid.draw({ result: state.result, views, kind, layer, head });
 }
 
 function renderLinks(r) {
@@ -208,14 +315,26 @@ async function drawMain() {
     noAttentionPanel(heatmap);
     return;
   }
+  const { kind, layer, head, views } = state;
   const matrix = state.matrix;
-  const isMean = matrix === r.attention;
-  await drawHeatmap(heatmap, matrix, r.target_tokens, r.source_tokens, {
-    links: isMean ? parsePharaoh(r.alignment) : undefined,
-    filename: fileStem(),
-    onHover: (t, s) => linker.cell(t, s),
-    onUnhover: () => linker.clear(),
+  const axes = kindAxes(r, views, kind);
+  const cross = kind === "cross";
+  const [axesText, outlineText] = CAPTIONS[kind];
+  $("#heat-axes").textContent = axesText;
+  $("#heat-outline").textContent = outlineText;
+  const which = views
+    ? `, layer ${layer + 1}${head === "mean" ? `, average of ${views.heads} heads` : `, head ${Number(head) + 1}`}`
+    : "";
+  await drawHeatmap(heatmap, matrix, axes.rows, axes.cols, {
+    links: cross && matrix === r.attention ? parsePharaoh(r.alignment) : undefined,
+    filename: views ? `${fileStem()}-${kind}-L${layer + 1}-${head === "mean" ? "avg" : `H${Number(head) + 1}`}` : fileStem(),
+    what: axes.what,
+    axes: axes.axes,
+    label: `${axes.what[0].toUpperCase()}${axes.what.slice(1)} heatmap${which}: ${axes.rows.length} ${axes.rowName} tokens (rows) by ${axes.cols.length} ${axes.colName} tokens (columns)`,
+    onHover: cross ? (t, s) => linker.cell(t, s) : undefined,
+    onUnhover: cross ? () => linker.clear() : undefined,
   });
+  heatmap.dataset.view = `${kind}:${layer}:${head}`;
 }
 
 function fileStem() {
@@ -231,7 +350,9 @@ async function showTab(name) {
   if (!state.result) return;
   try {
     if (name === "decoder") await decoder.show();
+    else if (name === "heads") await drawGrid();
     else if (name === "beam") await beamView.show();
+    else if (name === "saliency") await saliency.show();
     else if (name === "whatif") await whatIf.show();
   } catch (error) {
     showPlotError($(`#panel-${name} .plot`) || heatmap, String(error.message || error));
@@ -254,15 +375,16 @@ function selectTab(name, focus = true) {
 for (const tab of tabs) {
   tab.addEventListener("click", () => selectTab(tab.id.slice(4), false));
   tab.addEventListener("keydown", (event) => {
-    const i = tabs.indexOf(tab);
+    const shown = tabs.filter((t) => !t.hidden); // the Heads tab only for several heads
+    const i = shown.indexOf(tab);
     let j = null;
-    if (event.key === "ArrowRight") j = (i + 1) % tabs.length;
-    else if (event.key === "ArrowLeft") j = (i - 1 + tabs.length) % tabs.length;
+    if (event.key === "ArrowRight") j = (i + 1) % shown.length;
+    else if (event.key === "ArrowLeft") j = (i - 1 + shown.length) % shown.length;
     else if (event.key === "Home") j = 0;
-    else if (event.key === "End") j = tabs.length - 1;
+    else if (event.key === "End") j = shown.length - 1;
     if (j === null) return;
     event.preventDefault();
-    selectTab(tabs[j].id.slice(4));
+    selectTab(shown[j].id.slice(4));
   });
 }
 
@@ -293,17 +415,20 @@ if (form) {
   beamSelect.addEventListener("change", () => {
     if (state.result) translate({ keepTab: true });
   });
-  headSelect.addEventListener("change", async () => {
-    state.matrix = currentMatrix();
-    linker.setMatrix(state.matrix);
-    await drawMain();
+  headSelect.addEventListener("change", () => {
+    state.head = headSelect.value === "mean" ? "mean" : Number(headSelect.value);
+    refreshViews();
   });
-  layerSelect.addEventListener("change", async () => {
-    fillHeads(Number(layerSelect.value));
-    state.matrix = currentMatrix();
-    linker.setMatrix(state.matrix);
-    await drawMain();
+  layerSelect.addEventListener("change", () => {
+    state.layer = Number(layerSelect.value);
+    refreshViews();
   });
+  for (const select of [kindSelect, gridKindSelect]) {
+    select.addEventListener("change", () => {
+      state.kind = select.value;
+      refreshViews();
+    });
+  }
 
   $("#dl-png").addEventListener("click", () => exportImage("png"));
   $("#dl-svg").addEventListener("click", () => exportImage("svg"));
@@ -336,6 +461,14 @@ if (form) {
     clearTimeout(pending);
     pending = setTimeout(() => drawMain(), 150);
   }).observe(heatmap);
+
+  // and the grid of heads, when it shows
+  let pendingGrid = null;
+  new ResizeObserver(() => {
+    if (state.tab !== "heads" || !state.result) return;
+    clearTimeout(pendingGrid);
+    pendingGrid = setTimeout(() => drawGrid(), 150);
+  }).observe(headGrid.plot.parentElement);
 }
 
 function exportImage(format) {

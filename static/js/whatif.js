@@ -89,6 +89,8 @@ export class WhatIf {
     if (!this.result) return;
     const body = {
       ...this.request,
+      include_heads: false, // the what-if view draws the `attention` only
+      include_saliency: false,
       forced_prefix: this.prefix.value.trim() || null,
       masked_source: this.blocked.size ? [...this.blocked].sort((a, b) => a - b) : null,
     };

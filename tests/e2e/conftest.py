@@ -3,9 +3,11 @@ models, driven by Debian's chromium through Playwright.
 
 Models: the bundled ones (checkpoints/, or ATTNVIZ_TEST_MODELS_DIR) when there are any,
 else tiny real models trained for a few seconds on data/sample (the helpers of the
-service tests). Screenshots go to docs/screenshots/ when the bundled models are used
-(tiny models translate badly: their pictures would not help the README), else to a
-temporary folder; ATTNVIZ_SCREENSHOTS=DIR chooses the folder.
+service tests). A multi-head model and a Transformer are trained tiny beside the bundled
+ones when none is bundled (their names are in E2EModels.trained). Screenshots go to
+docs/screenshots/ when the bundled models are used (tiny models translate badly: their
+pictures would not help the README), else to a temporary folder;
+ATTNVIZ_SCREENSHOTS=DIR chooses the folder.
 
 Every page a test opens fails the test on a console error, an uncaught exception, or a
 request to anything but the local service (route interception).
@@ -27,7 +29,17 @@ import uvicorn
 from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
 from attnviz.app.main import create_app
-from tests.app.support import BUNDLED, REPO, SAMPLE, Models, cards, make_settings, pick, train_tiny
+from tests.app.support import (
+    BUNDLED,
+    REPO,
+    SAMPLE,
+    Models,
+    cards,
+    make_settings,
+    pick,
+    train_tiny,
+    train_tiny_transformer,
+)
 
 CHROMIUM = Path(os.environ.get("ATTNVIZ_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -48,6 +60,12 @@ class E2EModels:
     models: Models
     multihead: str | None  # a model with several attention heads, if any
     bundled: bool
+    transformer: str | None = None  # a Transformer (layers x heads, self-attention)
+    trained: frozenset[str] = frozenset()  # models trained tiny for the tests (bad pictures)
+
+    def pictured(self, name: str) -> bool:
+        """Whether screenshots of `name` belong in the README (a real, bundled model)."""
+        return self.bundled and name not in self.trained
 
 
 def _train_tiny_multihead(root: Path) -> None:
@@ -75,6 +93,11 @@ def _attention(card: dict[str, object]) -> str:
     return str(config.get("attention")) if isinstance(config, dict) else ""
 
 
+def _architecture(card: dict[str, object]) -> str:
+    config = card.get("config")
+    return str(config.get("architecture") or "") if isinstance(config, dict) else ""
+
+
 @pytest.fixture(scope="session")
 def e2e_models(tmp_path_factory: pytest.TempPathFactory) -> E2EModels:
     where = Path(os.environ.get("ATTNVIZ_TEST_MODELS_DIR") or BUNDLED)
@@ -82,20 +105,50 @@ def e2e_models(tmp_path_factory: pytest.TempPathFactory) -> E2EModels:
     if found:
         chosen = pick(found, where, bundled=True)
         heads = [n for n, (_, c) in found.items() if _attention(c) == "multihead"]
+        transformers = [
+            n
+            for n, (_, c) in found.items()
+            if _architecture(c) == "transformer" and c.get("source_lang") == "en"
+        ]
         # a folder of symlinks to the few models the tests use: quick to load
         root = tmp_path_factory.mktemp("e2e-models")
-        names = [chosen.attention, chosen.plain, heads[0] if heads else None]
+        names = [
+            chosen.attention,
+            chosen.plain,
+            heads[0] if heads else None,
+            transformers[0] if transformers else None,
+        ]
         for name in dict.fromkeys(n for n in names if n):
             folder = found[name][0]
             (root / folder.name).symlink_to(folder, target_is_directory=True)
-        if not heads:  # none bundled yet: a tiny one beside them, so the selector is tested
+        # none bundled yet: tiny ones beside them, so the heads and layers views are tested
+        trained: set[str] = set()
+        if not heads:
             _train_tiny_multihead(root)
-            return E2EModels(root, chosen, "en-fr-multihead", bundled=True)
-        return E2EModels(root, chosen, heads[0], bundled=True)
+            trained.add("en-fr-multihead")
+        if not transformers:
+            train_tiny_transformer(root)
+            trained.add("en-fr-transformer")
+        return E2EModels(
+            root,
+            chosen,
+            heads[0] if heads else "en-fr-multihead",
+            bundled=True,
+            transformer=transformers[0] if transformers else "en-fr-transformer",
+            trained=frozenset(trained),
+        )
     root = tmp_path_factory.mktemp("e2e-tiny-models")
     train_tiny(root)
     _train_tiny_multihead(root)
-    return E2EModels(root, pick(cards(root), root, bundled=False), "en-fr-multihead", False)
+    train_tiny_transformer(root)
+    return E2EModels(
+        root,
+        pick(cards(root), root, bundled=False),
+        "en-fr-multihead",
+        False,
+        transformer="en-fr-transformer",
+        trained=frozenset({"en-fr-multihead", "en-fr-transformer"}),
+    )
 
 
 def _free_port() -> int:

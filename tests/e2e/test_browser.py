@@ -96,6 +96,33 @@ def shot(page: Page, folder: Path, name: str, selector: str | None = None) -> No
     page.screenshot(path=str(path), full_page=True, clip=clip)
 
 
+def same_matrix(page: Page, selector: str, matrix: list[list[float]], tol: float = 1e-9) -> None:
+    """Wait until the heatmap drawn in `selector` (its first trace's z) is `matrix`."""
+    page.wait_for_function(
+        """([sel, m, tol]) => { const gd = document.querySelector(sel);
+            const z = gd && gd.data && gd.data[0] && gd.data[0].z;
+            return Boolean(z) && z.length === m.length && z.every((r, i) =>
+                r.length === m[i].length && r.every((v, j) => Math.abs(v - m[i][j]) <= tol)); }""",
+        arg=[selector, matrix, tol],
+    )
+
+
+def mean_of(matrices: list[list[list[float]]]) -> list[list[float]]:
+    n = len(matrices)
+    return [
+        [sum(m[t][s] for m in matrices) / n for s in range(len(matrices[0][0]))]
+        for t in range(len(matrices[0]))
+    ]
+
+
+def choose_model(page: Page, name: str, text: str = TEN_WORDS) -> tuple[dict[str, Any], Any]:
+    """Pick a model (it translates at once): the API's answer and the request's body."""
+    page.fill("#text", text)
+    with page.expect_response(_is_translate) as info:
+        result = act(page, lambda: page.select_option("#model", name))
+    return result, info.value.request.post_data_json
+
+
 def say(capsys: pytest.CaptureFixture[str], message: str) -> None:
     with capsys.disabled():
         print(f"\n[e2e] {message}")
@@ -300,21 +327,251 @@ def test_wrong_shapes_are_refused_before_drawing(page: Page, base_url: str) -> N
 
 
 def test_heads_selector(page: Page, base_url: str, e2e_models: E2EModels) -> None:
+    """A multi-head RNN: one layer, a head selector, no layer or self-attention choice."""
     if e2e_models.multihead is None:
         pytest.skip("no multi-head model to test with")
     open_translate(page, base_url)
-    page.fill("#text", TEN_WORDS)
-    result = act(page, lambda: page.select_option("#model", e2e_models.multihead))
+    result, sent = choose_model(page, e2e_models.multihead)
+    assert sent["include_heads"] is True
     heads = result["heads"]
-    assert heads is not None
-    assert page.locator("#head option").count() == len(heads) + 1
+    assert heads is not None and heads["layers"] == 1 and heads["alignment_layer"] == 0
+    assert heads["encoder_self"] is None and heads["decoder_self"] is None
+    assert page.locator("#head option").count() == heads["heads"] + 1
+    assert page.input_value("#head") == "mean"
+    assert page.is_visible("#head-field")
+    assert not page.is_visible("#layer-field") and not page.is_visible("#kind-field")
+    assert page.is_visible("#tab-heads")
     assert plot(page, "#heatmap")["z"] == result["attention"]
     page.select_option("#head", "1")
-    page.wait_for_function(
-        "h => { const z = document.querySelector('#heatmap').data[0].z;"
-        " return z.length === h.length && z.every((r, i) => r.every((v, j) => v === h[i][j])); }",
-        arg=heads[1],
+    same_matrix(page, "#heatmap", heads["cross"][0][1], tol=0)
+    page.select_option("#head", "mean")
+    same_matrix(page, "#heatmap", result["attention"], tol=0)
+
+    # a single-head model asks for no heads, and the head choice and the Heads tab go away
+    result, sent = choose_model(page, e2e_models.models.attention)
+    assert sent["include_heads"] is False and result["heads"] is None
+    assert not page.is_visible("#head-field") and not page.is_visible("#tab-heads")
+
+
+def test_transformer_layers_and_heads(page: Page, base_url: str, e2e_models: E2EModels) -> None:
+    """The layer selector lists the Transformer's layers; each layer and head is drawn."""
+    assert e2e_models.transformer
+    open_translate(page, base_url)
+    result, sent = choose_model(page, e2e_models.transformer)
+    assert sent["include_heads"] is True
+    heads = result["heads"]
+    layers, count, align = heads["layers"], heads["heads"], heads["alignment_layer"]
+    assert layers >= 2 and count >= 2
+    cross = heads["cross"]
+
+    options = page.locator("#layer option")
+    assert options.count() == layers
+    assert [options.nth(i).get_attribute("value") for i in range(layers)] == [
+        str(i) for i in range(layers)
+    ]
+    assert options.all_inner_texts()[align] == f"Layer {align + 1} (alignment)"
+    assert page.input_value("#layer") == str(align)
+    assert page.locator("#head option").all_inner_texts() == [f"Average of {count} heads"] + [
+        f"Head {h + 1}" for h in range(count)
+    ]
+    assert page.input_value("#head") == "mean"
+    # the default is the alignment layer's average: the response's `attention`, as sent
+    assert plot(page, "#heatmap")["z"] == result["attention"]
+
+    seen = [plot(page, "#heatmap")["z"]]
+    for layer, head in [(0, "mean"), (0, "1"), (layers - 1, "0"), (layers - 1, "1")]:
+        page.select_option("#layer", str(layer))
+        page.select_option("#head", head)
+        want = mean_of(cross[layer]) if head == "mean" else cross[layer][int(head)]
+        same_matrix(page, "#heatmap", want, tol=1e-9)
+        assert page.get_attribute("#heatmap", "data-view") == f"cross:{layer}:{head}"
+        drawn = plot(page, "#heatmap")
+        assert drawn["x"] == result["source_tokens"] and drawn["y"] == result["target_tokens"]
+        seen.append(drawn["z"])
+    assert len({str(z) for z in seen}) > 1, "every layer and head drew the same matrix"
+    label = page.get_attribute("#heatmap", "aria-label") or ""
+    assert f"layer {layers}, head 2" in label
+
+
+def test_transformer_heads_grid(
+    page: Page, base_url: str, e2e_models: E2EModels, shots: Path, tmp_path: Path
+) -> None:
+    """The Heads tab: L x H small maps; a click (mouse or keyboard) opens one."""
+    assert e2e_models.transformer
+    open_translate(page, base_url)
+    result, _ = choose_model(page, e2e_models.transformer)
+    heads = result["heads"]
+    layers, count = heads["layers"], heads["heads"]
+    assert layers * count <= 32
+    page.click("#tab-heads")
+    page.wait_for_selector(f"#head-grid[data-maps='{layers * count}']", state="attached")
+    grid = page.evaluate(
+        """() => { const gd = document.querySelector('#head-grid');
+            return {z: gd.data.map(t => t.z), types: gd.data.map(t => t.type),
+                    titles: gd.layout.annotations.map(a => a.text)}; }"""
     )
+    assert grid["types"] == ["heatmap"] * (layers * count)
+    assert grid["z"] == [heads["cross"][i][h] for i in range(layers) for h in range(count)]
+    assert grid["titles"] == [f"L{i + 1} H{h + 1}" for i in range(layers) for h in range(count)]
+    assert page.locator("#head-grid-keys .head-key").count() == layers * count
+
+    folder = shots if e2e_models.pictured(e2e_models.transformer) else tmp_path
+    shot(page, folder, "heads", "#panel-heads")
+
+    # a mouse click on a small map (through its transparent key) opens it in the heatmap
+    target = page.locator("#head-grid-keys .head-key[data-layer='1'][data-head='0']")
+    target.scroll_into_view_if_needed()
+    box = target.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.6)
+    page.wait_for_function("() => !document.querySelector('#panel-heatmap').hidden")
+    assert page.get_attribute("#tab-heatmap", "aria-selected") == "true"
+    assert page.input_value("#layer") == "1" and page.input_value("#head") == "0"
+    same_matrix(page, "#heatmap", heads["cross"][1][0], tol=0)
+
+    # the keyboard: the chosen map is the grid's tab stop; arrows move, Enter opens
+    page.click("#tab-heads")
+    key = "#head-grid-keys .head-key[data-layer='1'][data-head='0']"
+    page.wait_for_selector(f"{key}[aria-pressed='true']", state="attached")
+    page.focus("#head-grid-keys .head-key[tabindex='0']")
+    focused = "[document.activeElement.dataset.layer, document.activeElement.dataset.head]"
+    assert page.evaluate(focused) == ["1", "0"]
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowUp")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == (
+        "Layer 1, head 2: open in the heatmap"
+    )
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.querySelector('#layer').value === '0'")
+    assert page.input_value("#head") == "1"
+    same_matrix(page, "#heatmap", heads["cross"][0][1], tol=0)
+
+    # the grid draws the self-attention too, chosen beside it
+    page.click("#tab-heads")
+    page.select_option("#grid-kind", "decoder")
+    page.wait_for_selector("#head-grid[data-kind='decoder']", state="attached")
+    z = page.evaluate("document.querySelector('#head-grid').data.map(t => t.z)")
+    assert z == [heads["decoder_self"][i][h] for i in range(layers) for h in range(count)]
+    assert page.input_value("#attn-kind") == "decoder"
+
+
+def test_transformer_self_attention(page: Page, base_url: str, e2e_models: E2EModels) -> None:
+    """Encoder self: source tokens on both axes. Decoder self: causal (upper triangle 0)."""
+    assert e2e_models.transformer
+    open_translate(page, base_url)
+    result, _ = choose_model(page, e2e_models.transformer)
+    heads = result["heads"]
+    align = heads["alignment_layer"]
+    assert page.is_visible("#kind-field")
+    assert page.locator("#attn-kind option").all_inner_texts() == [
+        "Cross (target → source)",
+        "Encoder self (source → source)",
+        "Decoder self (target → earlier target)",
+    ]
+
+    page.select_option("#attn-kind", "encoder")
+    page.wait_for_selector(f"#heatmap[data-view='encoder:{align}:mean']", state="attached")
+    drawn = plot(page, "#heatmap")
+    assert drawn["x"] == result["source_tokens"] and drawn["y"] == result["source_tokens"]
+    same_matrix(page, "#heatmap", mean_of(heads["encoder_self"][align]), tol=1e-9)
+    page.select_option("#head", "0")
+    same_matrix(page, "#heatmap", heads["encoder_self"][align][0], tol=0)
+    assert "English words" in page.inner_text("#heat-axes")
+
+    page.select_option("#attn-kind", "decoder")
+    page.wait_for_selector(f"#heatmap[data-view='decoder:{align}:0']", state="attached")
+    drawn = plot(page, "#heatmap")
+    assert drawn["y"] == result["target_tokens"]
+    assert drawn["x"] == heads["decoder_tokens"] == ["<s>", *result["target_tokens"][:-1]]
+    same_matrix(page, "#heatmap", heads["decoder_self"][align][0], tol=0)
+    z = drawn["z"]
+    assert all(z[t][s] == 0 for t in range(len(z)) for s in range(t + 1, len(z[t])))
+    assert all(abs(sum(row) - 1) < 1e-3 for row in z)
+    assert "upper triangle" in page.inner_text("#heat-axes")
+
+    page.select_option("#attn-kind", "cross")
+    same_matrix(page, "#heatmap", heads["cross"][align][0], tol=0)
+    assert plot(page, "#heatmap")["x"] == result["source_tokens"]
+
+    # an RNN model has no self-attention to choose
+    if e2e_models.multihead:
+        choose_model(page, e2e_models.multihead)
+        assert not page.is_visible("#kind-field")
+        assert page.get_attribute("#heatmap", "data-view") == "cross:0:mean"
+
+
+def _is_saliency(response: Response) -> bool:
+    body = response.request.post_data_json if response.request.method == "POST" else None
+    return _is_translate(response) and bool(body and body.get("include_saliency"))
+
+
+def test_saliency_view(
+    page: Page, base_url: str, e2e_models: E2EModels, shots: Path, tmp_path: Path
+) -> None:
+    """Asked for when the tab opens (once per translation), beside the attention."""
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            asked.append(r.url)
+            if r.method == "POST" and (r.post_data_json or {}).get("include_saliency")
+            else None
+        ),
+    )
+    open_translate(page, base_url)
+    result = translate(page, TEN_WORDS)
+    assert result["saliency"] is None and asked == []  # not asked for the first heatmap
+    with page.expect_response(_is_saliency) as info:
+        page.click("#tab-saliency")
+    assert info.value.ok
+    sal = info.value.json()
+    assert (info.value.request.post_data_json or {}).get("text") == TEN_WORDS
+    page.wait_for_selector("#panel-saliency[data-state='ready']", state="attached")
+    assert sal["target_tokens"] == result["target_tokens"]
+
+    drawn = plot(page, "#sal-map")
+    assert drawn["x"] == result["source_tokens"] and drawn["y"] == result["target_tokens"]
+    assert drawn["z"] == sal["saliency"]
+    assert len(drawn["z"]) == len(result["target_tokens"])
+    assert all(abs(sum(row) - 1) < 1e-3 and min(row) >= 0 for row in drawn["z"])
+    beside = plot(page, "#sal-attn")
+    assert (beside["x"], beside["y"]) == (drawn["x"], drawn["y"])
+    assert beside["z"] == sal["attention"] == result["attention"]
+
+    rho = sal["saliency_correlation"]
+    assert rho is not None and len(rho) == len(result["target_tokens"])
+    bars = page.evaluate("document.querySelector('#sal-corr').data[0].y")
+    assert bars == rho
+    defined = [r for r in rho if r is not None]
+    mean = sum(defined) / len(defined)
+    assert f"Mean ρ = {mean:.2f}" in page.inner_text("#sal-mean")
+    assert "same ranking of source words" in page.inner_text("#sal-corr-box")
+    assert page.locator("#sal-table tbody tr").count() == len(rho)
+    shot(
+        page,
+        shots if e2e_models.pictured(e2e_models.models.attention) else tmp_path,
+        "saliency",
+        "#panel-saliency",
+    )
+
+    # cached for this translation: back and forth asks nothing more
+    page.click("#tab-heatmap")
+    page.click("#tab-saliency")
+    page.wait_for_selector("#panel-saliency[data-state='ready']", state="attached")
+    assert len(asked) == 1
+
+    # a model without attention: the saliency alone, and said so
+    if e2e_models.models.plain:
+        with page.expect_response(_is_saliency) as info:
+            act(page, lambda: page.select_option("#model", e2e_models.models.plain))
+        plain = info.value.json()
+        page.wait_for_selector("#panel-saliency[data-state='ready']", state="attached")
+        assert plain["attention"] is None
+        assert page.is_visible("#sal-noattn") and "no attention" in page.inner_text("#sal-noattn")
+        assert not page.is_visible("#sal-attn-box") and not page.is_visible("#sal-corr-box")
+        alone = plot(page, "#sal-map")
+        assert alone["z"] == plain["saliency"]
+        assert all(abs(sum(row) - 1) < 1e-3 for row in alone["z"])
 
 
 def test_keyboard_tabs_and_focus(page: Page, base_url: str) -> None:
@@ -362,12 +619,17 @@ def test_long_input_stays_responsive(
     assert plot(page, "#heatmap")["x"] == result["source_tokens"]
 
 
-def test_phone_width(phone: Page, base_url: str, shots: Path) -> None:
+def test_phone_width(phone: Page, base_url: str, shots: Path, e2e_models: E2EModels) -> None:
     open_translate(phone, base_url)
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 360, f"the page is {width} px wide on a 360 px screen"
     assert phone.is_visible("#heatmap .main-svg")
     shot(phone, shots, "translate-phone")
+    if e2e_models.transformer:  # its attention, layer and head choices fit too
+        choose_model(phone, e2e_models.transformer, "The boy runs.")
+        assert phone.is_visible("#kind-field") and phone.is_visible("#layer-field")
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 360, f"the Transformer's page is {width} px wide on a 360 px screen"
 
 
 # -- compare and models ----------------------------------------------------------------------
