@@ -44,6 +44,7 @@ import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, Protocol, Self, TypeVar
 
 import numpy as np
 import torch
@@ -363,41 +364,40 @@ class _Stepper:
         raise NotImplementedError
 
 
-class _ModelStepper(_Stepper):
-    """``Seq2Seq.step`` as it is (any decoder, any attention, dropout honoured)."""
+class _Selectable(Protocol):
+    def index_select(self, indices: Tensor) -> Self: ...
 
-    def __init__(self, model: Seq2Seq, enc: EncoderOutput, blocked: Tensor | None) -> None:
+
+EncT = TypeVar("EncT", bound=_Selectable)
+StateT = TypeVar("StateT", bound=_Selectable)
+EncIn = TypeVar("EncIn", bound=_Selectable, contravariant=True)
+
+
+class _StepModel(Protocol[EncIn, StateT]):
+    """What decoding needs of a model: ``Seq2Seq`` and ``Transformer`` both are one."""
+
+    def init_state(self, enc: EncIn, /) -> StateT: ...
+
+    def step(
+        self,
+        prev_tokens: Tensor,
+        state: StateT,
+        enc: EncIn,
+        *,
+        step_index: int | Tensor,
+        blocked_mask: Tensor | None = None,
+    ) -> tuple[Tensor, StateT, Tensor | None]: ...
+
+
+class _ModelStepper(_Stepper, Generic[EncT, StateT]):
+    """The model's own ``step`` as it is (any decoder, any attention, dropout honoured;
+    the Transformer's cached self-attention keys and values follow the rows)."""
+
+    def __init__(self, model: _StepModel[EncT, StateT], enc: EncT, blocked: Tensor | None) -> None:
         self.model = model
         self.enc = enc
         self.blocked = blocked
-        self.state: DecoderState = model.init_state(enc)
-
-    def step(self, prev: Tensor, step_ids: Tensor) -> tuple[Tensor, Tensor | None]:
-        logits, self.state, weights = self.model.step(
-            prev, self.state, self.enc, step_index=step_ids, blocked_mask=self.blocked
-        )
-        return logits, weights
-
-    def reorder(self, indices: Tensor) -> None:
-        self.state = self.state.index_select(indices)
-
-    def keep(self, indices: Tensor) -> None:
-        self.reorder(indices)
-        self.enc = self.enc.index_select(indices)
-        if self.blocked is not None:
-            self.blocked = self.blocked.index_select(0, indices)
-
-
-class _TransformerStepper(_Stepper):
-    """``Transformer.step``: the cached self-attention keys and values follow the rows."""
-
-    def __init__(
-        self, model: Transformer, enc: TransformerEncoderOutput, blocked: Tensor | None
-    ) -> None:
-        self.model = model
-        self.enc = enc
-        self.blocked = blocked
-        self.state: TransformerState = model.init_state(enc)
+        self.state: StateT = model.init_state(enc)
 
     def step(self, prev: Tensor, step_ids: Tensor) -> tuple[Tensor, Tensor | None]:
         logits, self.state, weights = self.model.step(
@@ -639,11 +639,11 @@ def _stepper(
 ) -> _Stepper:
     if isinstance(model, Transformer):
         assert isinstance(enc, TransformerEncoderOutput)
-        return _TransformerStepper(model, enc, blocked)
+        return _ModelStepper[TransformerEncoderOutput, TransformerState](model, enc, blocked)
     assert isinstance(enc, EncoderOutput)
     if fast and _fusable(model):
         return _FusedStepper(model, enc, blocked)
-    return _ModelStepper(model, enc, blocked)
+    return _ModelStepper[EncoderOutput, DecoderState](model, enc, blocked)
 
 
 # -- greedy and forced decoding ------------------------------------------------------------

@@ -21,6 +21,18 @@ from attnviz.model.decoder import Decoder, DecoderState
 from attnviz.model.encoder import Encoder
 
 
+def unblocked(mask: Tensor, blocked_mask: Tensor | None) -> Tensor:
+    """(batch, src_len) padding mask without the what-if blocked positions (True = blocked)."""
+    if blocked_mask is None:
+        return mask
+    if blocked_mask.shape != mask.shape:
+        raise ValueError(
+            f"blocked_mask must have shape {tuple(mask.shape)} (batch, src_len), "
+            f"got {tuple(blocked_mask.shape)}"
+        )
+    return mask & ~blocked_mask.bool()
+
+
 @dataclass(frozen=True)
 class EncoderOutput:
     """Everything the decoder needs about a batch of source sentences, computed once.
@@ -133,15 +145,9 @@ class Seq2Seq(nn.Module):
 
     def _attention_mask(self, enc: EncoderOutput, blocked_mask: Tensor | None) -> Tensor:
         """Padding mask combined with the what-if blocked positions (batch, mem_len)."""
-        mask = enc.attn_mask
-        if blocked_mask is not None and self.has_attention:
-            if blocked_mask.shape != mask.shape:
-                raise ValueError(
-                    f"blocked_mask must have shape {tuple(mask.shape)} (batch, src_len), "
-                    f"got {tuple(blocked_mask.shape)}"
-                )
-            mask = mask & ~blocked_mask.bool()
-        return mask
+        if not self.has_attention:
+            return enc.attn_mask
+        return unblocked(enc.attn_mask, blocked_mask)
 
     def forward(
         self,

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from attnviz.model.attention import masked_softmax
 from attnviz.model.config import ModelConfig
+from attnviz.model.seq2seq import unblocked
 
 
 def sinusoids(positions: Tensor, dim: int) -> Tensor:
@@ -300,17 +301,6 @@ class Transformer(nn.Module):
         n = len(self.decoder_layers)
         return TransformerState(keys=(empty,) * n, values=(empty,) * n)
 
-    def _cross_mask(self, enc_mask: Tensor, blocked_mask: Tensor | None) -> Tensor:
-        """(batch, src_len) padding mask with what-if blocked positions removed."""
-        if blocked_mask is None:
-            return enc_mask
-        if blocked_mask.shape != enc_mask.shape:
-            raise ValueError(
-                f"blocked_mask must have shape {tuple(enc_mask.shape)} (batch, src_len), "
-                f"got {tuple(blocked_mask.shape)}"
-            )
-        return enc_mask & ~blocked_mask.bool()
-
     def step(
         self,
         prev_tokens: Tensor,
@@ -332,7 +322,7 @@ class Transformer(nn.Module):
         else:
             positions = step_index
         x = self._embed(self.tgt_embedding, prev_tokens[:, None], positions[:, None])
-        cross_mask = self._cross_mask(enc.mask, blocked_mask)[:, None, None, :]
+        cross_mask = unblocked(enc.mask, blocked_mask)[:, None, None, :]
         self_mask = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=x.device)
         keys: list[Tensor] = []
         values: list[Tensor] = []
@@ -388,7 +378,7 @@ class Transformer(nn.Module):
         """
         src_mask = src_mask.bool()
         states, _ = self._encode(src, src_mask)
-        out, _, crosses = self._decode(tgt_in, states, self._cross_mask(src_mask, blocked_mask))
+        out, _, crosses = self._decode(tgt_in, states, unblocked(src_mask, blocked_mask))
         attention = crosses[self.alignment_layer].transpose(1, 2)  # (b, tgt, heads, src)
         return self.output(out), attention
 
@@ -407,7 +397,7 @@ class Transformer(nn.Module):
         """
         src_mask = src_mask.bool()
         states, enc_maps = self._encode(src, src_mask)
-        _, selfs, crosses = self._decode(tgt_in, states, self._cross_mask(src_mask, blocked_mask))
+        _, selfs, crosses = self._decode(tgt_in, states, unblocked(src_mask, blocked_mask))
         return AttentionMaps(
             encoder=torch.stack(enc_maps, dim=1),  # (batch, layers, heads, src, src)
             decoder=torch.stack(selfs, dim=1),  # (batch, layers, heads, tgt, tgt)
