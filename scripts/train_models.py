@@ -30,7 +30,7 @@ ATTENTIONS = (
 # at the full rate Adam saturates the softmax on one position within ~500 steps and the
 # model falls back to the no-attention bottleneck (runs/failed: 7 BLEU at step 500, every
 # row's max weight 1.0 on '.').
-UNBOUNDED = {"general", "location", "local_m", "local_p"}  # dot has no parameters
+UNBOUNDED = {"general", "location", "local_m", "local_p", "multihead"}  # dot: no parameters
 
 
 @dataclass(frozen=True)
