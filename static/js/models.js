@@ -14,6 +14,7 @@ function colorOf(card, i) {
 
 function decoderOf(card) {
   const c = card.config || {};
+  if (c.architecture === "transformer") return `Transformer · ${c.layers} layers`;
   return [c.rnn_type?.toUpperCase(), c.decoder_style].filter(Boolean).join(" · ") || card.architecture;
 }
 
