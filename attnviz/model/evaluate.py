@@ -206,13 +206,16 @@ def _forced(
     tgt_out, out_mask = pad_batch(
         [[*items[k].tgt_ids, cfg.eos_id] for k in batch], cfg.pad_id, device
     )  # (batch, tgt_len)
-    logits, attention = model(src, src_mask, tgt_in)  # (batch, tgt_len, vocab), (b, t, h, s)
     layered = None
-    if isinstance(model, Transformer):
-        cross = model.attention_maps(src, src_mask, tgt_in).cross  # (b, layers, h, t, s)
+    if isinstance(model, Transformer):  # one pass gives the logits and every layer's maps
+        logits, maps = model.read(src, src_mask, tgt_in)
+        cross = maps.cross  # (batch, layers, heads, tgt_len, src_len)
+        attention = cross[:, model.alignment_layer].transpose(1, 2)  # (b, t, h, s)
         layered = cross.permute(0, 3, 1, 2, 4).float().cpu().numpy()  # (b, t, layers, h, s)
-    elif attention is not None and attention.size(2) > 1:
-        layered = attention.unsqueeze(2).float().cpu().numpy()  # (b, t, 1, h, s)
+    else:
+        logits, attention = model(src, src_mask, tgt_in)  # (b, tgt_len, vocab), (b, t, h, s)
+        if attention is not None and attention.size(2) > 1:
+            layered = attention.unsqueeze(2).float().cpu().numpy()  # (b, t, 1, h, s)
     logp = torch.log_softmax(logits.float(), dim=-1)
     nll = -logp.gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)  # (batch, tgt_len)
     total = float(nll.masked_fill(~out_mask, 0.0).sum())

@@ -136,23 +136,28 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         x: Tensor,
-        self_kv: tuple[Tensor, Tensor],
+        past_kv: tuple[Tensor, Tensor] | None,
         self_mask: Tensor,
         cross_kv: tuple[Tensor, Tensor],
         cross_mask: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """x (batch, tgt_len, dim) already layer-normed keys/values are given, so the
-        same code serves teacher forcing and one cached step.
+    ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]:
+        """x (batch, new_len, dim): the whole target (teacher forcing, ``past_kv`` None) or
+        one new token after the cached keys and values ``past_kv`` (batch, heads, steps,
+        head_dim) of the earlier ones, so one code serves both.
 
-        Returns x, self weights (batch, heads, tgt_len, k_len), cross weights
-        (batch, heads, tgt_len, src_len)."""
+        Returns x, self weights (batch, heads, new_len, k_len), cross weights
+        (batch, heads, new_len, src_len), and the self-attention keys and values so far."""
         h = self.norm1(x)
-        out, self_w = self.self_attn.attend(h, *self_kv, self_mask)
+        keys, values = self.self_attn.project_kv(h)  # (batch, heads, new_len, head_dim)
+        if past_kv is not None:
+            keys = torch.cat([past_kv[0], keys], dim=2)  # (batch, heads, steps, head_dim)
+            values = torch.cat([past_kv[1], values], dim=2)
+        out, self_w = self.self_attn.attend(h, keys, values, self_mask)
         x = x + self.dropout(out)
         out, cross_w = self.cross_attn.attend(self.norm2(x), *cross_kv, cross_mask)
         x = x + self.dropout(out)
         x = x + self.dropout(self.ff(self.norm3(x)))
-        return x, self_w, cross_w
+        return x, self_w, cross_w, (keys, values)
 
 
 @dataclass(frozen=True)
@@ -328,14 +333,11 @@ class Transformer(nn.Module):
         values: list[Tensor] = []
         align: Tensor | None = None
         for i, layer in enumerate(self._decoder()):
-            k, v = layer.self_attn.project_kv(layer.norm1(x))  # (batch, heads, 1, head_dim)
-            k = torch.cat([state.keys[i], k], dim=2)  # (batch, heads, steps, head_dim)
-            v = torch.cat([state.values[i], v], dim=2)
-            keys.append(k)
+            past = (state.keys[i], state.values[i])
+            cross_kv = (enc.cross_keys[i], enc.cross_values[i])
+            x, _, cross, (k, v) = layer(x, past, self_mask, cross_kv, cross_mask)
+            keys.append(k)  # (batch, heads, steps, head_dim)
             values.append(v)
-            x, _, cross = layer(
-                x, (k, v), self_mask, (enc.cross_keys[i], enc.cross_values[i]), cross_mask
-            )
             if i == self.alignment_layer:
                 align = cross[:, :, 0]  # (batch, heads, src_len)
         assert align is not None
@@ -356,9 +358,8 @@ class Transformer(nn.Module):
         selfs: list[Tensor] = []
         crosses: list[Tensor] = []
         for layer in self._decoder():
-            kv = layer.self_attn.project_kv(layer.norm1(x))
             cross_kv = layer.cross_attn.project_kv(states)
-            x, self_w, cross_w = layer(x, kv, self_mask, cross_kv, mask)
+            x, self_w, cross_w, _ = layer(x, None, self_mask, cross_kv, mask)
             selfs.append(self_w)
             crosses.append(cross_w)
         return self.decoder_norm(x), selfs, crosses
@@ -395,11 +396,23 @@ class Transformer(nn.Module):
         Row t of the decoder and cross maps is the step that reads tgt_in[:, t] and
         predicts the next token, so the rows match the decoder's output tokens.
         """
+        return self.read(src, src_mask, tgt_in, blocked_mask=blocked_mask)[1]
+
+    def read(
+        self,
+        src: Tensor,
+        src_mask: Tensor,
+        tgt_in: Tensor,
+        *,
+        blocked_mask: Tensor | None = None,
+    ) -> tuple[Tensor, AttentionMaps]:
+        """One teacher-forced pass: logits (batch, tgt_len, tgt_vocab) and every map."""
         src_mask = src_mask.bool()
         states, enc_maps = self._encode(src, src_mask)
-        _, selfs, crosses = self._decode(tgt_in, states, unblocked(src_mask, blocked_mask))
-        return AttentionMaps(
+        out, selfs, crosses = self._decode(tgt_in, states, unblocked(src_mask, blocked_mask))
+        maps = AttentionMaps(
             encoder=torch.stack(enc_maps, dim=1),  # (batch, layers, heads, src, src)
             decoder=torch.stack(selfs, dim=1),  # (batch, layers, heads, tgt, tgt)
             cross=torch.stack(crosses, dim=1),  # (batch, layers, heads, tgt, src)
         )
+        return self.output(out), maps
