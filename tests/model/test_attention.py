@@ -237,6 +237,31 @@ def test_hard_is_one_hot_in_training_forward() -> None:
     assert (rounded.sum(-1) == 1).all()
 
 
+def test_hard_mix_blends_the_soft_scores_into_the_training_pass() -> None:
+    """mix 0 is the plain softmax of the scores (soft ``general``), mix 1 the one-hot
+    sample; in between, the blend, rows still summing to 1 and padding still 0."""
+    module = make("hard").train()
+    query, states, mask, _ = inputs()
+    keys = module.precompute_keys(states)
+    soft = masked_softmax(module.score(query, keys, None), mask)  # (batch, src_len)
+    blends = {}
+    for mix in (0.0, 0.25, 1.0):
+        module.mix = mix
+        torch.manual_seed(3)  # the same Gumbel sample for every mix
+        _, weights = module(query, keys, states, mask)
+        assert weights is not None
+        blends[mix] = weights[:, 0]
+        torch.testing.assert_close(weights.sum(-1), torch.ones(len(LENGTHS), 1))
+        assert (weights[:, 0][~mask] == 0).all()
+    torch.testing.assert_close(blends[0.0], soft)
+    one_hot = blends[1.0].round()
+    torch.testing.assert_close(blends[0.25], 0.25 * one_hot + 0.75 * soft)
+    module.eval()  # eval ignores mix: one-hot argmax whatever the schedule left behind
+    module.mix = 0.0
+    _, weights = module(query, keys, states, mask)
+    assert weights is not None and ((weights == 0) | (weights == 1)).all()
+
+
 def test_location_handles_short_and_long_sources() -> None:
     spec = AttentionSpec(query_dim=6, key_dim=8, value_dim=8, attn_dim=8, max_positions=4)
     module = make("location", spec).eval()

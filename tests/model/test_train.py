@@ -17,6 +17,7 @@ from attnviz.model.checkpoint import CheckpointError, load_checkpoint
 from attnviz.model.train import (
     TrainConfig,
     config_from_args,
+    hard_mix,
     learning_rate,
     make_batches,
     train,
@@ -156,6 +157,29 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     card_one = json.loads((tmp_path / "one" / "card.json").read_text())
     card_two = json.loads((tmp_path / "two" / "card.json").read_text())
     assert card_one["curve"][-1]["loss"] == pytest.approx(card_two["curve"][-1]["loss"], abs=1e-4)
+
+
+def test_hard_attention_moves_from_soft_to_one_hot_over_the_anneal_steps(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="hard_anneal_steps"):
+        tiny(tmp_path / "x", hard_anneal_steps=-1)
+    cfg = tiny(tmp_path / "m", attention="hard", hard_anneal_steps=10)
+    assert [hard_mix(cfg, s) for s in (0, 5, 10, 50)] == [0.0, 0.5, 1.0, 1.0]
+    assert hard_mix(replace(cfg, hard_anneal_steps=0), 0) == 1.0  # one-hot from the start
+    # at mix 0 (the first step) the hard model's training pass is soft `general` attention:
+    # one step from the same seed gives the same weights; without the ramp it does not
+    one_step = {"max_steps": 1, "valid_every": 1}
+    weights = {}
+    for name, kw in {
+        "general": {"attention": "general"},
+        "annealed": {"attention": "hard", "hard_anneal_steps": 1000},
+        "one-hot": {"attention": "hard"},
+    }.items():
+        train(tiny(tmp_path / name, **one_step, **kw), progress_bar=False)
+        weights[name] = load_file(str(tmp_path / name / "model.safetensors"))
+    assert weights["general"].keys() == weights["annealed"].keys()
+    for key, value in weights["general"].items():
+        torch.testing.assert_close(weights["annealed"][key], value, msg=key)
+    assert any(not torch.equal(weights["one-hot"][k], v) for k, v in weights["general"].items())
 
 
 def test_linear_schedule_needs_a_step_budget_and_decays(tmp_path: Path) -> None:
