@@ -42,6 +42,7 @@ from attnviz.model.seq2seq import Seq2Seq  # noqa: E402
 from attnviz.model.tokenize import tokenize  # noqa: E402
 from attnviz.model.translator import (  # noqa: E402
     CHECKPOINTS_DIR,
+    default_workers,
     resolve_model_path,
     translate_command,
 )
@@ -188,9 +189,10 @@ def main() -> int:
                 str(subject.folder), 1, False, False, 64, "cpu", io.StringIO(text), sink
             )
             took = time.perf_counter() - start
+            workers = default_workers(torch.device("cpu"))
             print(
                 "batch  64, greedy, attnviz translate end to end (load, tokenize, decode, "
-                f"detokenize): {len(pairs) / took:8.0f} sentences/s"
+                f"detokenize; {workers} worker(s)): {len(pairs) / took:8.0f} sentences/s"
             )
     print(
         f"\nload average after: {load_average()} "

@@ -143,6 +143,7 @@ def _translate(args: argparse.Namespace) -> int:
         args.device,
         sys.stdin,
         sys.stdout,
+        workers=args.workers,
     )
 
 
@@ -160,6 +161,13 @@ def _add_translate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         default=1,
         help="torch threads (default 1: decoding is a chain of small steps, and on a busy "
         "CPU more threads wait for each other; 0 = torch's default)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="batches decoded at the same time, one thread each (default 0: one per free "
+        "core on the CPU, i.e. cores / --threads; one on a GPU)",
     )
     p.set_defaults(handler=_translate)
 

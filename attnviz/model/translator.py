@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -730,6 +732,14 @@ def _progress(total: int, stdin: IO[str]) -> Callable[[int], None]:
     return update
 
 
+def default_workers(device: torch.device) -> int:
+    """Batches to decode at the same time: one per free core on the CPU (cores / torch
+    threads), one on a GPU."""
+    if device.type != "cpu":
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) // torch.get_num_threads())
+
+
 def translate_command(
     model: str,
     beam_size: int,
@@ -739,15 +749,25 @@ def translate_command(
     device: str | None,
     stdin: IO[str],
     stdout: IO[str],
+    *,
+    workers: int = 0,
 ) -> int:
     """``attnviz translate``: one sentence per line from ``stdin``, one translation per line
     to ``stdout``, in order. ``alignment`` appends `` ||| 0-0 1-2 ...`` (Pharaoh, 0-based
     source-target, as Marian and OpenNMT print it); ``as_json`` writes one JSON object per
     line (``Translation.to_dict``). An empty line gives an empty line (``{}`` in JSON).
+    ``workers`` batches are decoded at the same time, each in its own thread (torch releases
+    the GIL inside its operations; the model is shared read-only, as the service shares it):
+    on a CPU two one-thread workers beat one two-thread worker, whose small matrix products
+    spend much of their time handing work between threads. 0 = one worker per free core
+    (cores / torch threads) on the CPU, one on a GPU.
     Returns the exit status (2 with a message on stderr for a bad model or option).
     """
     if batch_size < 1:
         print(f"attnviz translate: --batch-size must be >= 1, got {batch_size}", file=sys.stderr)
+        return 2
+    if workers < 0:
+        print(f"attnviz translate: --workers must be >= 0, got {workers}", file=sys.stderr)
         return 2
     try:
         DecodeOptions(beam_size=beam_size)
@@ -755,6 +775,7 @@ def translate_command(
     except (ValueError, FileNotFoundError, CheckpointError) as e:
         print(f"attnviz translate: {e}", file=sys.stderr)
         return 2
+    workers = workers or default_workers(translator.device)
     lines = [line.rstrip("\r\n") for line in stdin]
     update = _progress(len(lines), stdin)
     sources: dict[int, tuple[list[str], list[int]]] = {}
@@ -768,11 +789,13 @@ def translate_command(
     update(len(lines) - len(sources))
     tokens = translator._tgt_tokens
     eos_id = translator.model.config.eos_id
-    for lo in range(0, len(order), batch_size):
-        idx = order[lo : lo + batch_size]
+
+    def run(idx: list[int]) -> tuple[list[int], list[DecodeResult], float]:
         start = time.perf_counter()
         results = decode_batch(translator.model, [sources[n][1] for n in idx], options)
-        elapsed = (time.perf_counter() - start) * 1000.0
+        return idx, results, (time.perf_counter() - start) * 1000.0
+
+    def write(idx: list[int], results: list[DecodeResult], elapsed: float) -> None:
         for n, res in zip(idx, results, strict=True):
             if as_json:
                 t = translator._translation(res, sources[n][0], options, elapsed, Views())
@@ -789,6 +812,12 @@ def translate_command(
                 text = f"{text} ||| {links}"
             out[n] = text
         update(len(idx))
+
+    batches = [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
+    with ThreadPoolExecutor(workers, thread_name_prefix="attnviz-translate") as pool:
+        done = pool.map(run, batches)  # in order, `workers` batches at a time
+        for idx, results, elapsed in done:
+            write(idx, results, elapsed)
     for text in out:
         stdout.write(text + "\n")
     stdout.flush()

@@ -349,12 +349,31 @@ def run_cli(
     alignment: bool = False,
     as_json: bool = False,
     batch_size: int = 2,
+    workers: int = 1,
 ) -> tuple[int, str]:
     out = io.StringIO()
     code = translate_command(
-        str(folder), beam_size, alignment, as_json, batch_size, "cpu", io.StringIO(text), out
+        str(folder),
+        beam_size,
+        alignment,
+        as_json,
+        batch_size,
+        "cpu",
+        io.StringIO(text),
+        out,
+        workers=workers,
     )
     return code, out.getvalue()
+
+
+def test_cli_workers_decode_batches_side_by_side_with_the_same_output(folder: Path) -> None:
+    text = "\n".join([*SENTENCES, "", *reversed(SENTENCES)]) + "\n"  # several batches of 2
+    outputs = {
+        workers: run_cli(folder, text, alignment=True, workers=workers)
+        for workers in (1, 2, 3, 0)  # 0: one per free core
+    }
+    assert outputs[1][0] == 0 and len(outputs[1][1].splitlines()) == 2 * len(SENTENCES) + 1
+    assert all(result == outputs[1] for result in outputs.values())
 
 
 def test_cli_translates_in_order(folder: Path, translator: Translator) -> None:
@@ -418,5 +437,7 @@ def test_cli_translate_sets_threads(
         assert " ||| " in out and PAIR_RE.match(out.split(" ||| ")[1])
         assert main(["translate", "--model", str(folder), "--threads", "-2"]) == 2
         assert "--threads must be >= 0" in capsys.readouterr().err
+        assert main(["translate", "--model", str(folder), "--workers", "-1"]) == 2
+        assert "--workers must be >= 0" in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)
