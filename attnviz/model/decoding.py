@@ -21,10 +21,12 @@ Speed: for the RNN decoder in eval mode with a plain score-softmax-sum mechanism
 but ``multihead``, ``local_m``, ``local_p`` and ``hard``), a step runs as a fused
 rearrangement of ``Decoder.step`` (:class:`_FusedStepper`: context projections made once
 per sentence, a per-token table for the embedding side, transposed weights, ~15 tensor
-ops a step); other RNN models run ``Seq2Seq.step`` itself, and the Transformer its
-``step`` with cached self-attention keys and values. Both give the same numbers up to
-float rounding. At batch 1 a step is bound by memory bandwidth (the output layer alone is
-vocab x hidden floats read per step).
+ops a step); other RNN models run ``Seq2Seq.step`` itself. The Transformer in eval mode
+runs a fused rearrangement of its ``step`` (:class:`_FusedTransformerStepper`: no module
+calls, one q/k/v product, cached self-attention keys and values); in training mode its
+own ``step``. Fused and plain steps give the same numbers up to float rounding (tested).
+At batch 1 a step is bound by memory bandwidth: every weight matrix is read once per step
+(the output layer alone is vocab x hidden floats, 4.8 MB for en-fr-additive).
 
 Beam search (``beam_size`` K > 1) follows fairseq: each step scores every extension of
 the K live hypotheses by cumulative log-probability, takes the 2K best candidates, sends
@@ -42,9 +44,9 @@ from __future__ import annotations
 import math
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Generic, Protocol, Self, TypeVar, cast
 
 import numpy as np
 import torch
@@ -54,8 +56,13 @@ from torch import Tensor, nn
 from attnviz.model.attention import Attention, NoAttention
 from attnviz.model.decoder import Decoder, DecoderState
 from attnviz.model.factory import NMTModel
-from attnviz.model.seq2seq import EncoderOutput, Seq2Seq
-from attnviz.model.transformer import Transformer, TransformerEncoderOutput, TransformerState
+from attnviz.model.seq2seq import EncoderOutput, Seq2Seq, unblocked
+from attnviz.model.transformer import (
+    Transformer,
+    TransformerEncoderOutput,
+    TransformerState,
+    sinusoids,
+)
 
 DEFAULT_MAX_LENGTH_CAP = 256  # the default max_length (2 * src_len + 10) is capped here
 
@@ -444,10 +451,27 @@ class _FusedWeights:
 # Fused weights cached per model: derived from its parameters, never written by decoding,
 # rebuilt when a parameter changes (in place or replaced), dropped with the model.
 _TABLE_BYTES_MAX = 64 * 2**20
-_fused_cache: weakref.WeakKeyDictionary[Seq2Seq, tuple[tuple[object, ...], _FusedWeights]] = (
+_fused_cache: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[object, ...], object]] = (
     weakref.WeakKeyDictionary()
 )
 _fused_lock = threading.Lock()
+FusedT = TypeVar("FusedT")
+
+
+def _cached(model: nn.Module, params: Sequence[Tensor], build: Callable[[], FusedT]) -> FusedT:
+    """``build()`` once per model and state of ``params`` (their storage and version)."""
+    signature = (
+        _TABLE_BYTES_MAX,
+        *((p.data_ptr(), p._version, p.device, p.dtype) for p in params),
+    )
+    with _fused_lock:
+        cached = _fused_cache.get(model)
+    if cached is not None and cached[0] == signature:
+        return cast(FusedT, cached[1])
+    value = build()
+    with _fused_lock:
+        _fused_cache[model] = (signature, value)
+    return value
 
 
 def _fused_weights(model: Seq2Seq, key_dim: int) -> _FusedWeights:
@@ -464,14 +488,12 @@ def _fused_weights(model: Seq2Seq, key_dim: int) -> _FusedWeights:
         output.weight,
         output.bias,
     )
-    signature = (
-        _TABLE_BYTES_MAX,
-        *((p.data_ptr(), p._version, p.device, p.dtype) for p in params),
-    )
-    with _fused_lock:
-        cached = _fused_cache.get(model)
-    if cached is not None and cached[0] == signature:
-        return cached[1]
+    return _cached(model, params, lambda: _build_fused_weights(model, key_dim))
+
+
+def _build_fused_weights(model: Seq2Seq, key_dim: int) -> _FusedWeights:
+    dec = model.decoder
+    cell, readout, output = dec.cell, dec.readout, dec.output
     cfg = model.config
     hid, emb_dim = cfg.hidden_dim, cfg.emb_dim
     luong = dec.style == "luong"
@@ -494,7 +516,7 @@ def _fused_weights(model: Seq2Seq, key_dim: int) -> _FusedWeights:
     table = None
     if cfg.tgt_vocab_size * width * emb.element_size() <= _TABLE_BYTES_MAX:
         table = torch.cat([torch.addmm(b, emb, w) for w, b in table_parts], 1)  # (vocab, w)
-    weights = _FusedWeights(
+    return _FusedWeights(
         table=table,
         ie_t=ie_t,
         re_t=re_t,
@@ -508,9 +530,6 @@ def _fused_weights(model: Seq2Seq, key_dim: int) -> _FusedWeights:
         b_r=readout.bias,
         b_out=output.bias,
     )
-    with _fused_lock:
-        _fused_cache[model] = (signature, weights)
-    return weights
 
 
 class _FusedStepper(_Stepper):
@@ -620,6 +639,156 @@ class _FusedStepper(_Stepper):
             self.ctx_const = self.ctx_const.index_select(0, indices)
 
 
+@dataclass(frozen=True)
+class _FusedLayer:
+    """One Transformer decoder layer's weights for the fused step: matrices transposed to
+    (in, out); self-attention's q, k, v projections in one (dim, 3 dim) matrix; both query
+    projections (and biases) scaled by 1/sqrt(head_dim) beforehand."""
+
+    norms: tuple[tuple[Tensor, Tensor], ...]  # norm1, norm2, norm3: (weight, bias)
+    qkv_t: Tensor  # (dim, 3 dim)
+    qkv_b: Tensor  # (3 dim,)
+    self_out_t: Tensor  # (dim, dim)
+    self_out_b: Tensor
+    cross_q_t: Tensor  # (dim, dim)
+    cross_q_b: Tensor
+    cross_out_t: Tensor  # (dim, dim)
+    cross_out_b: Tensor
+    ff1_t: Tensor  # (dim, ff)
+    ff1_b: Tensor
+    ff2_t: Tensor  # (ff, dim)
+    ff2_b: Tensor
+
+
+@dataclass(frozen=True)
+class _FusedTransformer:
+    layers: tuple[_FusedLayer, ...]
+    embed: Tensor  # (vocab, dim) target embeddings times sqrt(dim)
+    positions: Tensor  # (_POSITIONS, dim) sinusoids of the first target positions
+    final_norm: tuple[Tensor, Tensor]
+    out_t: Tensor  # (dim, vocab)
+
+
+_POSITIONS = DEFAULT_MAX_LENGTH_CAP + 1  # later positions are computed when reached
+
+
+def _transformer_weights(model: Transformer) -> _FusedTransformer:
+    return _cached(model, list(model.parameters()), lambda: _build_transformer_weights(model))
+
+
+def _build_transformer_weights(model: Transformer) -> _FusedTransformer:
+    cfg = model.config
+    scale = 1.0 / math.sqrt(cfg.hidden_dim // cfg.attention_heads)
+
+    def t(linear: nn.Linear, factor: float = 1.0) -> tuple[Tensor, Tensor]:
+        return (linear.weight * factor).t().contiguous(), linear.bias * factor
+
+    layers = []
+    for layer in model._decoder():
+        sa, ca, ff = layer.self_attn, layer.cross_attn, layer.ff.net
+        (q_t, q_b), (k_t, k_b), (v_t, v_b) = t(sa.q, scale), t(sa.k), t(sa.v)
+        cross_q_t, cross_q_b = t(ca.q, scale)
+        ff1, ff2 = cast(nn.Linear, ff[0]), cast(nn.Linear, ff[3])
+        layers.append(
+            _FusedLayer(
+                norms=tuple((n.weight, n.bias) for n in (layer.norm1, layer.norm2, layer.norm3)),
+                qkv_t=torch.cat([q_t, k_t, v_t], 1).contiguous(),
+                qkv_b=torch.cat([q_b, k_b, v_b]),
+                self_out_t=t(sa.out)[0],
+                self_out_b=sa.out.bias,
+                cross_q_t=cross_q_t,
+                cross_q_b=cross_q_b,
+                cross_out_t=t(ca.out)[0],
+                cross_out_b=ca.out.bias,
+                ff1_t=t(ff1)[0],
+                ff1_b=ff1.bias,
+                ff2_t=t(ff2)[0],
+                ff2_b=ff2.bias,
+            )
+        )
+    device = model.output.weight.device
+    return _FusedTransformer(
+        layers=tuple(layers),
+        embed=model.tgt_embedding.weight * model.scale,
+        positions=sinusoids(torch.arange(_POSITIONS, device=device), cfg.hidden_dim),
+        final_norm=(model.decoder_norm.weight, model.decoder_norm.bias),
+        out_t=model.output.weight.t().contiguous(),
+    )
+
+
+class _FusedTransformerStepper(_Stepper):
+    """The same step as ``Transformer.step`` in eval mode, with plain tensor operations:
+    no module calls or dropout, one matrix product for the self-attention's q, k and v,
+    the query scaling folded into the weights, masking as an additive bias (0 or -inf,
+    so masked positions get exactly 0). Same result as ``Transformer.step`` up to float
+    rounding (tested against it)."""
+
+    def __init__(
+        self, model: Transformer, enc: TransformerEncoderOutput, blocked: Tensor | None
+    ) -> None:
+        self.w = _transformer_weights(model)
+        cfg = model.config
+        self.dim, self.heads = cfg.hidden_dim, cfg.attention_heads
+        self.head_dim = self.dim // self.heads
+        self.align_layer = model.alignment_layer
+        self.cross_keys = list(enc.cross_keys)  # per layer (rows, heads, src_len, head_dim)
+        self.cross_values = list(enc.cross_values)
+        mask = unblocked(enc.mask, blocked)  # (rows, src_len)
+        self.bias: Tensor | None = None  # None: nothing masked
+        if not bool(mask.all()):
+            bias = torch.zeros(mask.shape, dtype=enc.states.dtype, device=mask.device)
+            self.bias = bias.masked_fill_(~mask, float("-inf"))[:, None, None, :]
+        state = model.init_state(enc)
+        self.keys = list(state.keys)  # per layer (rows, heads, steps, head_dim)
+        self.values = list(state.values)
+
+    def _positions(self, step_ids: Tensor) -> Tensor:
+        if int(step_ids.max()) < self.w.positions.size(0):
+            return F.embedding(step_ids, self.w.positions)  # (rows, dim)
+        return sinusoids(step_ids, self.dim)
+
+    def step(self, prev: Tensor, step_ids: Tensor) -> tuple[Tensor, Tensor | None]:
+        w, dim, heads, head_dim = self.w, self.dim, self.heads, self.head_dim
+        rows = prev.size(0)
+        x = F.embedding(prev, w.embed) + self._positions(step_ids)  # (rows, dim)
+        align: Tensor | None = None
+        for i, lw in enumerate(w.layers):
+            h = F.layer_norm(x, (dim,), *lw.norms[0])
+            qkv = torch.addmm(lw.qkv_b, h, lw.qkv_t).view(rows, 3, heads, 1, head_dim)
+            keys = torch.cat([self.keys[i], qkv[:, 1]], 2)  # (rows, heads, steps, head_dim)
+            values = torch.cat([self.values[i], qkv[:, 2]], 2)
+            self.keys[i], self.values[i] = keys, values
+            weights = torch.softmax(qkv[:, 0] @ keys.transpose(-1, -2), -1)  # (r, h, 1, steps)
+            mixed = (weights @ values).reshape(rows, dim)  # heads side by side
+            x = torch.addmm(x, mixed, lw.self_out_t).add_(lw.self_out_b)
+            h = F.layer_norm(x, (dim,), *lw.norms[1])
+            q = torch.addmm(lw.cross_q_b, h, lw.cross_q_t).view(rows, heads, 1, head_dim)
+            scores = q @ self.cross_keys[i].transpose(-1, -2)  # (rows, heads, 1, src_len)
+            if self.bias is not None:
+                scores = scores + self.bias
+            cross = torch.softmax(scores, -1)
+            mixed = (cross @ self.cross_values[i]).reshape(rows, dim)
+            x = torch.addmm(x, mixed, lw.cross_out_t).add_(lw.cross_out_b)
+            h = F.layer_norm(x, (dim,), *lw.norms[2])
+            inner = torch.relu_(torch.addmm(lw.ff1_b, h, lw.ff1_t))  # (rows, ff)
+            x = torch.addmm(x, inner, lw.ff2_t).add_(lw.ff2_b)
+            if i == self.align_layer:
+                align = cross[:, :, 0]  # (rows, heads, src_len)
+        logits = F.layer_norm(x, (dim,), *w.final_norm) @ w.out_t  # (rows, vocab)
+        return logits, align
+
+    def reorder(self, indices: Tensor) -> None:
+        self.keys = [k.index_select(0, indices) for k in self.keys]
+        self.values = [v.index_select(0, indices) for v in self.values]
+
+    def keep(self, indices: Tensor) -> None:
+        self.reorder(indices)
+        self.cross_keys = [k.index_select(0, indices) for k in self.cross_keys]
+        self.cross_values = [v.index_select(0, indices) for v in self.cross_values]
+        if self.bias is not None:
+            self.bias = self.bias.index_select(0, indices)
+
+
 def _fusable(model: NMTModel) -> bool:
     """The fused step reproduces the model's: an eval-mode ``Decoder`` with a GRU cell and a
     mechanism whose forward is the plain score -> masked softmax -> weighted sum."""
@@ -639,6 +808,8 @@ def _stepper(
 ) -> _Stepper:
     if isinstance(model, Transformer):
         assert isinstance(enc, TransformerEncoderOutput)
+        if fast and not model.training:
+            return _FusedTransformerStepper(model, enc, blocked)
         return _ModelStepper[TransformerEncoderOutput, TransformerState](model, enc, blocked)
     assert isinstance(enc, EncoderOutput)
     if fast and _fusable(model):

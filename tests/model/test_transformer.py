@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from attnviz.model.config import ModelConfig
-from attnviz.model.decoding import DecodeOptions, decode, decode_batch, forced, greedy_batch
+from attnviz.model.decoding import (
+    DecodeOptions,
+    beam_search,
+    decode,
+    decode_batch,
+    forced,
+    greedy_batch,
+    greedy_search,
+)
 from attnviz.model.factory import build_model
 from attnviz.model.transformer import Transformer, sinusoids
 
@@ -130,6 +138,39 @@ def test_decoding_greedy_beam_batch_and_forced_agree() -> None:
     beam = decode(model, sources[0], DecodeOptions(max_length=7, beam_size=4, n_best=3))
     scores = [h.norm_score for h in beam.hypotheses]
     assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("alignment_layer", [0, -1])
+def test_fused_step_matches_the_models_own_step(
+    alignment_layer: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """decoding's fused Transformer step (one q/k/v product, no module calls) against
+    ``Transformer.step``: greedy over 10 rows of different lengths (finished rows are
+    dropped from the batch), beam search with n-best and top-k, a blocked source word;
+    positions past the fused weights' table (cut to 4 rows here) computed when reached."""
+    import attnviz.model.decoding as decoding
+
+    monkeypatch.setattr(decoding, "_POSITIONS", 4)
+    model = tiny(5, layers=3, alignment_layer=alignment_layer)
+    gen = torch.Generator().manual_seed(1)
+    sources = [[*torch.randint(4, 20, (n,), generator=gen).tolist(), EOS] for n in range(1, 11)]
+    cases = [
+        (greedy_search, sources, DecodeOptions(max_length=9)),
+        (beam_search, sources[:4], DecodeOptions(beam_size=3, n_best=3, top_k=2, max_length=8)),
+        (greedy_search, sources[:4], DecodeOptions(blocked_source=(0,), top_k=3, max_length=6)),
+    ]
+    for run, batch_sources, opts in cases:
+        fast = run(model, batch_sources, opts)
+        slow = run(model, batch_sources, opts, fast=False)
+        for a, b in zip(fast, slow, strict=True):
+            for ha, hb in zip(a.hypotheses, b.hypotheses, strict=True):
+                assert ha.token_ids == hb.token_ids
+                assert ha.token_logprobs == pytest.approx(hb.token_logprobs, abs=1e-5)
+                assert ha.attention is not None and hb.attention is not None
+                assert abs(ha.attention - hb.attention).max() < 1e-5
+                if ha.top_k_probs is not None:
+                    assert hb.top_k_probs is not None
+                    assert abs(ha.top_k_probs - hb.top_k_probs).max() < 1e-5
 
 
 def test_a_tiny_transformer_learns_to_reverse() -> None:
