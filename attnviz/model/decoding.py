@@ -350,6 +350,19 @@ def _to_numpy(tensors: list[Tensor], dtype: torch.dtype | None = None) -> np.nda
     return stacked.cpu().numpy()
 
 
+def _row_max(scores: Tensor) -> tuple[Tensor, Tensor]:
+    """scores (rows, n) -> each row's maximum and its first index, (rows,) each.
+
+    On the CPU through numpy's argmax, which is ~15x faster than torch's ``max(dim)``
+    for (64, 4692) log-probabilities here (32 against 500 us: a greedy batch-64 step's
+    second cost after the output layer); the CPU tensor and the array share memory.
+    """
+    if scores.device.type != "cpu":
+        return scores.max(dim=-1)
+    index = torch.from_numpy(np.argmax(scores.numpy(), axis=-1))  # (rows,) int64
+    return scores.gather(1, index.unsqueeze(1)).squeeze(1), index
+
+
 # -- one decoder step: the model's own, or a fused equivalent for the RNN decoder ----------
 
 
@@ -884,7 +897,7 @@ def _greedy_core(
             tok = forced[:, t]  # (rows,)
             tok_lp = lp.gather(1, tok.unsqueeze(1)).squeeze(1)  # (rows,)
         else:
-            tok_lp, tok = lp.max(dim=-1)  # (rows,)
+            tok_lp, tok = _row_max(lp)  # (rows,)
         seg.tokens.append(tok)
         seg.logprobs.append(tok_lp)
         if w is not None:

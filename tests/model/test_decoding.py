@@ -476,3 +476,21 @@ def test_model_without_attention_returns_none_everywhere() -> None:
             assert all(h.attention is None for h in res.hypotheses)
     read = forced(model, SOURCES[0], [5, 6, EOS]).best
     assert read.attention is None and len(read.token_logprobs) == 3
+
+
+def test_row_max_is_torch_max_with_the_first_index_on_ties() -> None:
+    from attnviz.model.decoding import _row_max
+
+    gen = torch.Generator().manual_seed(0)
+    cases = [
+        torch.randn(64, 500, generator=gen),
+        torch.randn(1, 7, generator=gen),
+        torch.tensor([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [-1.0, -5.0, -1.0, -2.0]]),
+    ]
+    for scores in cases:
+        with torch.inference_mode():
+            values, index = _row_max(scores)
+            expected = scores.max(dim=-1)
+        assert torch.equal(values, expected.values) and torch.equal(index, expected.indices)
+        assert index.dtype == torch.long
+    assert _row_max(cases[2])[1].tolist() == [1, 0, 0]  # the first of equal maxima
