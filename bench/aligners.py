@@ -54,6 +54,7 @@ from attnviz.model.evaluate import (  # noqa: E402
     resolve_model_dir,
 )
 from attnviz.model.tokenize import tokenize  # noqa: E402
+from bench.report import render_table  # noqa: E402
 
 SYMMETRIZATIONS = ("grow-diag-final-and", "intersect", "union", "forward", "reverse")
 NEIGHBOURS = ((-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
@@ -258,17 +259,7 @@ def model_row(path: Path, result: dict[str, Any], card: dict[str, Any]) -> list[
 
 
 def format_table(rows: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        right = set(range(2, len(COLUMNS)))
-        rule = ["---:" if k in right else "---" for k in range(len(COLUMNS))]
-        lines = [f"| {' | '.join(COLUMNS)} |", f"| {' | '.join(rule)} |"]
-        lines += [f"| {' | '.join(row)} |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(r[k]) for r in [list(COLUMNS), *rows]) for k in range(len(COLUMNS))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True))]
-    out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(out)
+    return render_table(COLUMNS, rows, markdown, numeric_from=2)
 
 
 def model_dirs(names: list[str] | None, models_dir: Path) -> list[Path]:

@@ -92,6 +92,7 @@ from attnviz.model.transformer import (  # noqa: E402
 )
 from attnviz.model.translator import CHECKPOINTS_DIR, resolve_model_path  # noqa: E402
 from attnviz.model.vocab import BOS, EOS, UNK  # noqa: E402
+from bench.report import load_average, render_table  # noqa: E402
 
 TEN_WORDS = "The old teacher did not give the red book to my son."  # as bench/decode_speed.py
 GOAL_MS = 3.0  # the in-process goal: 10-word greedy median, batch 1, one thread
@@ -515,24 +516,7 @@ def table(rows: list[Row], markdown: bool) -> str:
         body.append(
             [f"{r.name} ({r.unit})", ours, ct2, fmt(r.ct2_attention, r.unit), f"{r.ratio:.1f}x"]
         )
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
-        lines += ["| " + " | ".join(cells) + " |" for cells in body]
-        return "\n".join(lines)
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    lines = [
-        "  ".join(
-            [row[0].ljust(widths[0])]
-            + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
-        )
-        for row in [header, *body]
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return render_table(header, body, markdown)
 
 
 def describe(loaded: LoadedModel) -> str:

@@ -47,6 +47,7 @@ from attnviz.model.translator import (  # noqa: E402
     translate_command,
 )
 from attnviz.model.vocab import Vocab  # noqa: E402
+from bench.report import load_average  # noqa: E402
 
 TEN_WORDS = "The old teacher did not give the red book to my son."  # 10 words + 2 marks
 
@@ -126,10 +127,6 @@ def run_batches(
     for idx in batches:
         max_len = max(ref_lens[i] for i in idx) if subject.random else None
         decode_batch(subject.model, [src_ids[i] for i in idx], DecodeOptions(max_length=max_len))
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> int:
