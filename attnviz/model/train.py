@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from attnviz.model.attention import HardAttention
+from attnviz.model.attention import Attention
 from attnviz.model.checkpoint import (
     atomic_write_bytes,
     load_unique_state,
@@ -80,9 +80,9 @@ class TrainConfig:
     # position within a few hundred steps, and the attention never recovers; 1/16 gives the
     # dynamics of a score scaled by 1/16 while the model stays the literature's unscaled one
     attention_lr_scale: float = 1.0
-    # hard attention's training pass moves from soft to one-hot over this many steps
-    # (HardAttention.mix); 0 = one-hot from the start
-    hard_anneal_steps: int = 0
+    # the attention's training schedule (Attention.anneal) over this many steps: hard moves
+    # from soft to one-hot, dot from a sqrt(d) temperature to none; 0 = none
+    attention_anneal_steps: int = 0
     lr_schedule: str = "plateau"  # plateau: halve on a BLEU plateau; linear: decay to 5%
     warmup_steps: int = 200
     clip: float = 1.0
@@ -115,8 +115,10 @@ class TrainConfig:
             raise ValueError("lr_schedule 'linear' decays over max_steps: give --max-steps")
         if not 0 < self.attention_lr_scale <= 1e3:
             raise ValueError(f"attention_lr_scale must be > 0, got {self.attention_lr_scale}")
-        if self.hard_anneal_steps < 0:
-            raise ValueError(f"hard_anneal_steps must be >= 0, got {self.hard_anneal_steps}")
+        if self.attention_anneal_steps < 0:
+            raise ValueError(
+                f"attention_anneal_steps must be >= 0, got {self.attention_anneal_steps}"
+            )
         for name in ("batch_size", "valid_every", "max_epochs", "accumulate", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -404,11 +406,11 @@ def learning_rate(cfg: TrainConfig, step: int, plateau_scale: float = 1.0) -> fl
 
 
 # ------------------------------------------------------------------------- main
-def hard_mix(cfg: TrainConfig, step: int) -> float:
-    """The one-hot share of hard attention's training pass at ``step``: 0 -> 1 linearly."""
-    if cfg.hard_anneal_steps < 1:
+def anneal_progress(cfg: TrainConfig, step: int) -> float:
+    """Where the attention's training schedule is at ``step``: 0 -> 1 linearly."""
+    if cfg.attention_anneal_steps < 1:
         return 1.0
-    return min(1.0, step / cfg.hard_anneal_steps)
+    return min(1.0, step / cfg.attention_anneal_steps)
 
 
 def _dist_info() -> tuple[int, int]:
@@ -501,7 +503,7 @@ def _train(
         dynamic_ncols=True,
     )
     model.train()
-    hard_modules = [m for m in model.modules() if isinstance(m, HardAttention)]
+    attentions = [m for m in model.modules() if isinstance(m, Attention)]
 
     def stop_now() -> bool:
         minutes = (time.perf_counter() - started) / 60
@@ -525,8 +527,8 @@ def _train(
             mine = mine[rank * cfg.accumulate : (rank + 1) * cfg.accumulate]
             for g in opt.param_groups:
                 g["lr"] = learning_rate(cfg, progress.step, progress.lr_scale) * g["lr_factor"]
-            for module in hard_modules:
-                module.mix = hard_mix(cfg, progress.step)
+            for module in attentions:
+                module.anneal(anneal_progress(cfg, progress.step))
             opt.zero_grad(set_to_none=True)
             step_loss = 0.0
             for micro in mine:

@@ -246,7 +246,7 @@ def test_hard_mix_blends_the_soft_scores_into_the_training_pass() -> None:
     soft = masked_softmax(module.score(query, keys, None), mask)  # (batch, src_len)
     blends = {}
     for mix in (0.0, 0.25, 1.0):
-        module.mix = mix
+        module.anneal(mix)
         torch.manual_seed(3)  # the same Gumbel sample for every mix
         _, weights = module(query, keys, states, mask)
         assert weights is not None
@@ -257,9 +257,28 @@ def test_hard_mix_blends_the_soft_scores_into_the_training_pass() -> None:
     one_hot = blends[1.0].round()
     torch.testing.assert_close(blends[0.25], 0.25 * one_hot + 0.75 * soft)
     module.eval()  # eval ignores mix: one-hot argmax whatever the schedule left behind
-    module.mix = 0.0
+    module.anneal(0.0)
     _, weights = module(query, keys, states, mask)
     assert weights is not None and ((weights == 0) | (weights == 1)).all()
+
+
+def test_dot_anneals_from_scaled_scores_in_training_only() -> None:
+    """anneal(0): training scores are qᵀk / sqrt(d); anneal(1): plain qᵀk; eval mode is
+    plain qᵀk whatever the schedule left behind."""
+    module = make("dot").train()
+    query, states, mask, _ = inputs()
+    keys = module.precompute_keys(states)
+    plain = (keys @ query.unsqueeze(-1)).squeeze(-1)  # (batch, src_len)
+    d = SPEC.query_dim
+    for progress, divisor in ((0.0, d**0.5), (0.5, d**0.25), (1.0, 1.0)):
+        module.anneal(progress)
+        _, weights = module(query, keys, states, mask)
+        assert weights is not None
+        torch.testing.assert_close(weights[:, 0], masked_softmax(plain / divisor, mask))
+    module.anneal(0.0)
+    _, weights = module.eval()(query, keys, states, mask)
+    assert weights is not None
+    torch.testing.assert_close(weights[:, 0], masked_softmax(plain, mask))
 
 
 def test_location_handles_short_and_long_sources() -> None:

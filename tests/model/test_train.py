@@ -16,8 +16,8 @@ from attnviz.app.cli import main
 from attnviz.model.checkpoint import CheckpointError, load_checkpoint
 from attnviz.model.train import (
     TrainConfig,
+    anneal_progress,
     config_from_args,
-    hard_mix,
     learning_rate,
     make_batches,
     train,
@@ -160,18 +160,18 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
 
 
 def test_hard_attention_moves_from_soft_to_one_hot_over_the_anneal_steps(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="hard_anneal_steps"):
-        tiny(tmp_path / "x", hard_anneal_steps=-1)
-    cfg = tiny(tmp_path / "m", attention="hard", hard_anneal_steps=10)
-    assert [hard_mix(cfg, s) for s in (0, 5, 10, 50)] == [0.0, 0.5, 1.0, 1.0]
-    assert hard_mix(replace(cfg, hard_anneal_steps=0), 0) == 1.0  # one-hot from the start
+    with pytest.raises(ValueError, match="attention_anneal_steps"):
+        tiny(tmp_path / "x", attention_anneal_steps=-1)
+    cfg = tiny(tmp_path / "m", attention="hard", attention_anneal_steps=10)
+    assert [anneal_progress(cfg, s) for s in (0, 5, 10, 50)] == [0.0, 0.5, 1.0, 1.0]
+    assert anneal_progress(replace(cfg, attention_anneal_steps=0), 0) == 1.0  # no schedule
     # at mix 0 (the first step) the hard model's training pass is soft `general` attention:
     # one step from the same seed gives the same weights; without the ramp it does not
     one_step = {"max_steps": 1, "valid_every": 1}
     weights = {}
     for name, kw in {
         "general": {"attention": "general"},
-        "annealed": {"attention": "hard", "hard_anneal_steps": 1000},
+        "annealed": {"attention": "hard", "attention_anneal_steps": 1000},
         "one-hot": {"attention": "hard"},
     }.items():
         train(tiny(tmp_path / name, **one_step, **kw), progress_bar=False)
