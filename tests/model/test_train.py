@@ -15,10 +15,13 @@ from safetensors.torch import load_file
 from attnviz.app.cli import main
 from attnviz.model.checkpoint import CheckpointError, load_checkpoint
 from attnviz.model.train import (
+    Example,
     TrainConfig,
     anneal_progress,
+    concatenated,
     config_from_args,
     learning_rate,
+    load_data,
     make_batches,
     train,
 )
@@ -58,6 +61,32 @@ def test_batches_are_length_bucketed_and_deterministic() -> None:
     assert sorted(i for b in a for i in b) == list(range(5000))
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in a) / len(a)
     assert spread < 3  # sorted within chunks: a batch holds sentences of similar length
+
+
+def test_concatenated_pairs_join_two_real_pairs_within_the_length_limit(tmp_path: Path) -> None:
+    plain, _, meta = load_data(tiny(tmp_path))
+    more, _, more_meta = load_data(tiny(tmp_path, concat_fraction=0.5, max_length=20))
+    assert "concatenated_pairs" not in meta
+    originals = [e for e in plain if len(e.src) <= 20 and len(e.tgt) <= 20]
+    assert more[: len(originals)] == originals  # the corpus itself is kept, in order
+    joined = more[len(originals) :]
+    assert len(joined) == more_meta["concatenated_pairs"] > 0.4 * len(originals)
+    by_source: dict[tuple[str, ...], list[Example]] = {}
+    for e in originals:
+        by_source.setdefault(e.src, []).append(e)
+    for e in joined:
+        assert len(e.src) <= 20 and len(e.tgt) <= 20
+        # the example is one whole pair of the corpus followed by another
+        assert any(
+            a.tgt + b.tgt == e.tgt and f"{a.ref} {b.ref}" == e.ref
+            for k in range(1, len(e.src))
+            for a in by_source.get(e.src[:k], [])
+            for b in by_source.get(e.src[k:], [])
+        ), e
+    assert concatenated(originals, 0.5, 3, 20) == joined  # seeded
+    assert concatenated(originals, 0.5, 4, 20) != joined
+    with pytest.raises(ValueError, match="concat_fraction"):
+        tiny(tmp_path, concat_fraction=1.5)
 
 
 def test_resume_continues_exactly_where_it_stopped(tmp_path: Path) -> None:
