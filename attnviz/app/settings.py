@@ -10,7 +10,6 @@ schemas state for the OpenAPI document.
 
 from __future__ import annotations
 
-import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from attnviz.model.translator import usable_cores
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_MODELS_DIR = REPO_ROOT / "checkpoints"
@@ -99,7 +100,7 @@ class Settings(BaseSettings):
         """torch threads per process: as set, else the cores shared by the workers."""
         if self.torch_threads:
             return self.torch_threads
-        return max(1, (os.cpu_count() or 1) // self.inference_workers)
+        return max(1, usable_cores() // self.inference_workers)
 
 
 @lru_cache

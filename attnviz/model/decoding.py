@@ -350,6 +350,9 @@ def _to_numpy(tensors: list[Tensor], dtype: torch.dtype | None = None) -> np.nda
     return stacked.cpu().numpy()
 
 
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)  # numpy has no bfloat16
+
+
 def _row_max(scores: Tensor) -> tuple[Tensor, Tensor]:
     """scores (rows, n) -> each row's maximum and its first index, (rows,) each.
 
@@ -357,7 +360,7 @@ def _row_max(scores: Tensor) -> tuple[Tensor, Tensor]:
     for (64, 4692) log-probabilities here (32 against 500 us: a greedy batch-64 step's
     second cost after the output layer); the CPU tensor and the array share memory.
     """
-    if scores.device.type != "cpu":
+    if scores.device.type != "cpu" or scores.dtype not in _NUMPY_FLOATS:
         return scores.max(dim=-1)
     index = torch.from_numpy(np.argmax(scores.numpy(), axis=-1))  # (rows,) int64
     return scores.gather(1, index.unsqueeze(1)).squeeze(1), index
@@ -468,6 +471,7 @@ _fused_cache: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[object, ...], obj
     weakref.WeakKeyDictionary()
 )
 _fused_lock = threading.Lock()
+_build_lock = threading.Lock()
 FusedT = TypeVar("FusedT")
 
 
@@ -481,9 +485,16 @@ def _cached(model: nn.Module, params: Sequence[Tensor], build: Callable[[], Fuse
         cached = _fused_cache.get(model)
     if cached is not None and cached[0] == signature:
         return cast(FusedT, cached[1])
-    value = build()
-    with _fused_lock:
-        _fused_cache[model] = (signature, value)
+    # one build at a time (once per model and weights: the first request after a load),
+    # so that threads arriving together share one copy of the fused weights
+    with _build_lock:
+        with _fused_lock:
+            cached = _fused_cache.get(model)
+        if cached is not None and cached[0] == signature:
+            return cast(FusedT, cached[1])
+        value = build()
+        with _fused_lock:
+            _fused_cache[model] = (signature, value)
     return value
 
 
@@ -756,6 +767,8 @@ class _FusedTransformerStepper(_Stepper):
         self.values = list(state.values)
 
     def _positions(self, step_ids: Tensor) -> Tensor:
+        if step_ids.device.type != "cpu":  # no host sync a step: the sinusoids are cheap there
+            return sinusoids(step_ids, self.dim)
         if int(step_ids.max()) < self.w.positions.size(0):
             return F.embedding(step_ids, self.w.positions)  # (rows, dim)
         return sinusoids(step_ids, self.dim)

@@ -667,9 +667,12 @@ def _validate_and_save(
             }
             save_checkpoint(out, model, src_vocab, tgt_vocab, card)
         else:
-            progress.bad_validations += 1
-            if cfg.lr_schedule == "plateau" and progress.bad_validations % 2 == 0:
-                progress.lr_scale /= 2  # plateau: halve the learning rate
+            # while the attention anneals, validation (eval mode: the mechanism itself) is
+            # not yet what training optimises: no plateau halving or early stop before then
+            if anneal_progress(cfg, progress.step) >= 1:
+                progress.bad_validations += 1
+                if cfg.lr_schedule == "plateau" and progress.bad_validations % 2 == 0:
+                    progress.lr_scale /= 2  # plateau: halve the learning rate
             _update_curve(out, progress)
         tqdm.write(
             f"step {progress.step}: loss {last_loss:.3f} valid BLEU {bleu:.2f} "

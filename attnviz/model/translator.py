@@ -732,12 +732,19 @@ def _progress(total: int, stdin: IO[str]) -> Callable[[int], None]:
     return update
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity where the OS tells it, Linux)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_workers(device: torch.device) -> int:
-    """Batches to decode at the same time: one per free core on the CPU (cores / torch
-    threads), one on a GPU."""
+    """Batches to decode at the same time: on the CPU, the cores this process may use
+    divided by torch's threads (busy cores count too); one on a GPU."""
     if device.type != "cpu":
         return 1
-    return max(1, len(os.sched_getaffinity(0)) // torch.get_num_threads())
+    return max(1, usable_cores() // torch.get_num_threads())
 
 
 def translate_command(

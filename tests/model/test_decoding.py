@@ -494,3 +494,5 @@ def test_row_max_is_torch_max_with_the_first_index_on_ties() -> None:
         assert torch.equal(values, expected.values) and torch.equal(index, expected.indices)
         assert index.dtype == torch.long
     assert _row_max(cases[2])[1].tolist() == [1, 0, 0]  # the first of equal maxima
+    half = cases[2].to(torch.bfloat16)  # numpy has no bfloat16: torch's max instead
+    assert _row_max(half)[1].tolist() == [1, 0, 0] and _row_max(half)[0].dtype == torch.bfloat16

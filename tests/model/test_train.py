@@ -211,6 +211,34 @@ def test_hard_attention_moves_from_soft_to_one_hot_over_the_anneal_steps(tmp_pat
     assert any(not torch.equal(weights["one-hot"][k], v) for k, v in weights["general"].items())
 
 
+def test_the_anneal_advances_and_holds_off_plateaus_until_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attnviz.model.attention import HardAttention
+
+    seen: list[float] = []
+    original = HardAttention.anneal
+
+    def spy(self: HardAttention, progress: float) -> None:
+        seen.append(progress)
+        original(self, progress)
+
+    monkeypatch.setattr(HardAttention, "anneal", spy)
+    # a tiny model's validation BLEU stays at its first value for these steps; with
+    # patience 1 that stops a run at once, but not while the attention still anneals
+    # (eval mode is not yet what training optimises)
+    kw: dict[str, object] = {"attention": "hard", "valid_every": 1, "max_steps": 8, "patience": 1}
+    plain = train(tiny(tmp_path / "plain", **kw), progress_bar=False)
+    assert plain.done and plain.step == 2 and set(seen) == {1.0}  # improved once, then not
+    seen.clear()
+    annealed = train(
+        tiny(tmp_path / "annealed", attention_anneal_steps=4, **kw), progress_bar=False
+    )
+    assert seen == [0.0, 0.25, 0.5, 0.75]  # one call a step, before it
+    assert annealed.done and annealed.step == 4  # the first plateau counted: the anneal's end
+    assert [p["valid_bleu"] for p in annealed.curve] == [annealed.curve[0]["valid_bleu"]] * 4
+
+
 def test_linear_schedule_needs_a_step_budget_and_decays(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max-steps"):
         tiny(tmp_path / "x", lr_schedule="linear", max_steps=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -151,11 +153,23 @@ def test_fused_step_matches_the_models_own_step(
     import attnviz.model.decoding as decoding
 
     monkeypatch.setattr(decoding, "_POSITIONS", 4)
+    fused = decoding._FusedTransformerStepper
+    calls = dict.fromkeys(("step", "keep", "reorder"), 0)
+    for name in calls:
+        original = getattr(fused, name)
+
+        def counted(self: object, *args: object, _name: str = name, _run: Any = original) -> Any:
+            calls[_name] += 1
+            return _run(self, *args)
+
+        monkeypatch.setattr(fused, name, counted)
     model = tiny(5, layers=3, alignment_layer=alignment_layer)
     gen = torch.Generator().manual_seed(1)
     sources = [[*torch.randint(4, 20, (n,), generator=gen).tolist(), EOS] for n in range(1, 11)]
     cases = [
         (greedy_search, sources, DecodeOptions(max_length=9)),
+        # each row's own length limit (2 x its length + 10): rows leave the batch one by one
+        (greedy_search, sources, DecodeOptions()),
         (beam_search, sources[:4], DecodeOptions(beam_size=3, n_best=3, top_k=2, max_length=8)),
         (greedy_search, sources[:4], DecodeOptions(blocked_source=(0,), top_k=3, max_length=6)),
     ]
@@ -171,6 +185,7 @@ def test_fused_step_matches_the_models_own_step(
                 if ha.top_k_probs is not None:
                     assert hb.top_k_probs is not None
                     assert abs(ha.top_k_probs - hb.top_k_probs).max() < 1e-5
+    assert min(calls.values()) > 0, calls  # it ran, and it dropped and reordered rows
 
 
 def test_a_tiny_transformer_learns_to_reverse() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -374,6 +375,18 @@ def test_cli_workers_decode_batches_side_by_side_with_the_same_output(folder: Pa
     }
     assert outputs[1][0] == 0 and len(outputs[1][1].splitlines()) == 2 * len(SENTENCES) + 1
     assert all(result == outputs[1] for result in outputs.values())
+
+
+def test_default_workers_without_an_affinity_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from attnviz.model.translator import default_workers, usable_cores
+
+    assert usable_cores() >= 1
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS, Windows
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert usable_cores() == 6
+    assert default_workers(torch.device("cpu")) == 3
+    assert default_workers(torch.device("cuda")) == 1
 
 
 def test_cli_translates_in_order(folder: Path, translator: Translator) -> None:
