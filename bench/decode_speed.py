@@ -8,6 +8,11 @@ Prints, for each torch thread count:
 - sentences/s translating the source side of a test file, batch 1 and 64 (sorted by
   length), decoding only; and, for a trained model, end to end through the function
   behind ``attnviz translate`` (load, tokenize, decode, detokenize, write);
+- the memory floor of one decoder step at batch 1: the time of one matrix-vector product
+  over as many weights as a step reads (every decoder weight but those used once per
+  sentence: the embedding lookup, the bridge, the keys' projections), and that times the
+  sentence's steps: at batch 1 a step must read all of them from memory, whatever the
+  code around it;
 and the machine's load average, since other work on the machine slows everything.
 
 Without --model, the first folder under checkpoints/ is used; if there is none, a random
@@ -67,6 +72,29 @@ def timed(fn: Callable[[], object], runs: int, warmup: int = 10) -> tuple[float,
         fn()
         times.append((time.perf_counter() - start) * 1000.0)
     return statistics.median(times), percentile(times, 0.9)
+
+
+# parameters used once per sentence (lookups, the bridge, projections of the encoder
+# states), not read again at every decoder step
+ONCE_PER_SENTENCE = ("encoder", "src_embedding", "decoder.embedding", "decoder.bridge",
+                     "decoder.attention.U", "cross_attn.k.", "cross_attn.v.")  # fmt: skip
+
+
+def step_weights(model: torch.nn.Module) -> int:
+    """Weights one decoder step reads at batch 1 (a tied output layer counts once)."""
+    return sum(
+        p.numel()
+        for name, p in model.named_parameters()  # tied parameters are listed once
+        if not any(part in name for part in ONCE_PER_SENTENCE)
+    )
+
+
+def weight_floor_ms(weights: int, runs: int) -> float:
+    """Median time of one (1, 256) x (256, weights / 256) product: reading that many fp32
+    weights once, with nothing else in the step."""
+    matrix = torch.randn(max(1, weights // 256), 256)
+    x = torch.randn(1, 256)
+    return timed(lambda: x @ matrix.T, runs)[0]
 
 
 def read_pairs(path: Path) -> list[tuple[str, str]]:
@@ -167,6 +195,14 @@ def main() -> int:
                 f"10-word sentence, {name:7s}: median {med:6.2f} ms   p90 {p90:6.2f} ms   "
                 f"({len(out.token_ids)} target tokens, attention {out.attention is not None})"
             )
+            if beam == 1:
+                weights = step_weights(model)
+                floor = weight_floor_ms(weights, args.runs)
+                print(
+                    f"  memory floor at batch 1: a step reads {weights * 4 / 1e6:.1f} MB of "
+                    f"fp32 weights, {floor:.3f} ms alone; x {len(out.token_ids)} steps = "
+                    f"{floor * len(out.token_ids):.2f} ms before the encoder and everything else"
+                )
         order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
         for batch_size in (1, 64):
             batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
