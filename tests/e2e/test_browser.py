@@ -668,7 +668,15 @@ def test_models_page(page: Page, base_url: str, shots: Path) -> None:
         assert page.evaluate("document.querySelector('#by-length').data.length") == len(evaluated)
     else:  # models trained for the tests only are not evaluated
         assert "evaluate" in page.inner_text("#by-length")
-    page.wait_for_selector(".model-card .curve .main-svg")
+    # each card's training curves are drawn when it scrolls into view: every one of them
+    for k in range(len(cards)):
+        page.locator(".model-card").nth(k).scroll_into_view_if_needed()
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.model-card .curve')]
+              .every(c => c.querySelector('.main-svg') || c.querySelector('p.help'))"""
+    )
+    assert page.locator(".model-card .curve .main-svg").count() >= 1
+    page.evaluate("window.scrollTo(0, 0)")
     shot(page, shots, "models")
 
 
