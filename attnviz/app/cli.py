@@ -107,6 +107,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         write_card=args.write_card,
         models_dir=args.models_dir,
         device=args.device,
+        choose_layer=args.set_alignment_layer,
     )
 
 
@@ -119,6 +120,12 @@ def _add_evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--limit", type=int, default=None, help="first N pairs only")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--write-card", action="store_true", help="store the metrics in the card")
+    p.add_argument(
+        "--set-alignment-layer",
+        action="store_true",
+        help="Transformer: make the layer whose head average aligns best on this data (use "
+        "held-out data, e.g. the validation split) the main attention, in the card",
+    )
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.set_defaults(handler=_evaluate)

@@ -318,6 +318,7 @@ def evaluate(
 
     forced_counts = AerCounts()
     head_counts: dict[tuple[int, int], AerCounts] = {}
+    layer_counts: dict[int, AerCounts] = {}  # each layer's head average (Transformer)
     forced_sentences = 0
     nll_sum = 0.0
     nll_tokens = 0
@@ -334,6 +335,10 @@ def evaluate(
             forced_counts = forced_counts + aer_counts(links, item.example.gold)
             forced_sentences += 1
             if heads is not None:  # (tgt_len + 1, layers, heads, src_len + 1)
+                for layer in range(heads.shape[1] if heads.shape[1] > 1 else 0):
+                    mean = alignment_from_attention(heads[:, layer], n_src, n_tgt)
+                    counts = layer_counts.get(layer, AerCounts())
+                    layer_counts[layer] = counts + aer_counts(mean, item.example.gold)
                 for layer in range(heads.shape[1]):
                     for head in range(heads.shape[2]):
                         one = alignment_from_attention(heads[:, layer, head], n_src, n_tgt)
@@ -400,6 +405,10 @@ def evaluate(
         "aer_by_head": [
             {"layer": layer, "head": head, "aer": counts.aer}
             for (layer, head), counts in sorted(head_counts.items())
+        ]
+        or None,
+        "aer_by_layer": [
+            {"layer": layer, "aer": counts.aer} for layer, counts in sorted(layer_counts.items())
         ]
         or None,
         "saliency_correlation": correlation,
@@ -527,6 +536,9 @@ def format_report(result: dict[str, Any], data: str | Path | None = None) -> str
             f"best head  {best['aer']:6.3f}   AER of layer {best['layer']} head {best['head']} "
             f"alone (of {len(r['aer_by_head'])} heads)"
         )
+    if r.get("aer_by_layer"):
+        by_layer = "  ".join(f"L{x['layer']} {x['aer']:.3f}" for x in r["aer_by_layer"])
+        lines.append(f"by layer   {by_layer}   (AER of each layer's head average)")
     lines.append(f"perplexity {_fmt(r['perplexity'], '6.2f')}   of the references")
     speed = _fmt(r["sentences_per_second"], ".1f")
     lines.append(
@@ -559,6 +571,7 @@ CARD_METRICS = (
     "sentences_per_second",
     "device",
     "aer_by_head",
+    "aer_by_layer",
     "saliency_correlation",
 )
 
@@ -580,6 +593,28 @@ def store_metrics(directory: Path, result: dict[str, Any], data: str | Path) -> 
     return card
 
 
+def set_alignment_layer(directory: Path, result: dict[str, Any], data: str | Path) -> int:
+    """Make the layer whose head average aligns best in ``result`` the model's main
+    attention (``config.alignment_layer`` in its card, a view: no weight changes), and
+    record how it was chosen. Returns the layer."""
+    by_layer = result.get("aer_by_layer")
+    if not by_layer:
+        raise ValueError(
+            "--set-alignment-layer needs a Transformer and gold alignments in the data "
+            "(it picks the layer whose head average has the lowest AER)"
+        )
+    best = min(by_layer, key=lambda x: x["aer"])
+    card = read_card(directory)
+    card["config"] = {**card["config"], "alignment_layer": int(best["layer"])}
+    card["alignment_layer_choice"] = {
+        "data": str(data),
+        "sentences": result["sentences"],
+        "aer_by_layer": by_layer,
+    }
+    write_model_card(directory, card)
+    return int(best["layer"])
+
+
 def evaluate_command(
     model: str,
     data: Path,
@@ -588,15 +623,25 @@ def evaluate_command(
     write_card: bool = False,
     models_dir: Path = DEFAULT_MODELS_DIR,
     device: str = "auto",
+    *,
+    choose_layer: bool = False,
 ) -> int:
     """``attnviz evaluate``: evaluate a model folder (or a name under ``models_dir``) on a
     corpus file (TSV ``english<TAB>french[<TAB>alignment]`` or a Moses prefix), print a
-    report or one JSON object, optionally store the metrics in the card.
+    report or one JSON object, optionally store the metrics in the card, or (with
+    ``choose_layer``, on held-out data such as a validation split) make the layer that
+    aligns best the Transformer's main attention.
 
     Returns the exit code: 0, or 2 after a message on stderr (no such model or device,
     a bad data file, a direction the data does not have).
     """
+    layer: int | None = None
     try:
+        if write_card and choose_layer:
+            raise ValueError(
+                "--set-alignment-layer changes what the metrics measure: choose the layer on "
+                "held-out data first, then evaluate again with --write-card"
+            )
         dev = resolve_device(device)
         directory = resolve_model_dir(model, models_dir)
         loaded = load_checkpoint(directory, dev)
@@ -604,6 +649,8 @@ def evaluate_command(
         result = evaluate(loaded, pairs, limit=limit, progress=sys.stderr.isatty())
         if write_card:
             store_metrics(directory, result, data)
+        if choose_layer:
+            layer = set_alignment_layer(directory, result, data)
     except (CheckpointError, CorpusError, ValueError, OSError) as e:
         print(f"attnviz evaluate: error: {e}", file=sys.stderr)
         return 2
@@ -613,4 +660,10 @@ def evaluate_command(
         print(format_report(result, data))
         if write_card:
             print(f"\nmetrics written to {directory / 'card.json'}")
+    if layer is not None:
+        print(
+            f"alignment layer set to {layer} in {directory / 'card.json'} "
+            "(the main attention is now its head average)",
+            file=sys.stderr,
+        )
     return 0

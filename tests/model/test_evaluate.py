@@ -14,7 +14,13 @@ import torch.nn.functional as F
 
 from attnviz.model import evaluate as evaluate_module
 from attnviz.model.alignment import aer, alignment_from_attention, flip_alignment
-from attnviz.model.checkpoint import LoadedModel, load_checkpoint, read_card, save_checkpoint
+from attnviz.model.checkpoint import (
+    LoadedModel,
+    load_checkpoint,
+    read_card,
+    save_checkpoint,
+    write_card,
+)
 from attnviz.model.config import ModelConfig
 from attnviz.model.corpus.readers import Pair, read_tsv
 from attnviz.model.decoding import DecodeResult, Hypothesis, pad_batch
@@ -240,6 +246,54 @@ def test_transformer_aer_per_layer_and_head_and_saliency(
     corr = result["saliency_correlation"]
     assert corr["sentences"] == 3 and corr["tokens"] > 3 and -1.0 <= corr["mean"] <= 1.0
     json.dumps(result, allow_nan=False)
+    # each layer's head average scores what the main AER scores when that layer is the main one
+    assert [x["layer"] for x in result["aer_by_layer"]] == [0, 1, 2]
+    for x in result["aer_by_layer"]:
+        card = read_card(tmp_path / "tf")
+        card["config"]["alignment_layer"] = x["layer"]
+        write_card(tmp_path / "tf", card)
+        main = evaluate(load_checkpoint(tmp_path / "tf", "cpu"), test_pairs[:6], progress=False)
+        assert main["aer"] == pytest.approx(x["aer"]), x
+
+
+def test_set_alignment_layer_makes_the_best_aligning_layer_the_main_one(
+    tmp_path: Path, vocabs: tuple[Vocab, Vocab], capsys: pytest.CaptureFixture[str]
+) -> None:
+    en, fr = vocabs
+    torch.manual_seed(1)
+    config = ModelConfig(
+        src_vocab_size=len(en), tgt_vocab_size=len(fr), emb_dim=16, hidden_dim=16,
+        attention="scaled_dot", attention_heads=2, architecture="transformer", layers=3,
+        ff_dim=32, dropout=0.0,
+    )  # fmt: skip
+    folder = tmp_path / "tf"
+    save_checkpoint(
+        folder,
+        build_model(config),
+        en,
+        fr,
+        {"name": "tf", "source_lang": "en", "target_lang": "fr"},
+    )
+    from attnviz.app.cli import main
+
+    argv = ["evaluate", "--model", str(folder), "--data", str(TEST), "--limit", "8", "--json"]
+    assert main([*argv, "--set-alignment-layer"]) == 0
+    by_layer = json.loads(capsys.readouterr().out)["aer_by_layer"]
+    best = min(by_layer, key=lambda x: x["aer"])["layer"]
+    card = read_card(folder)
+    assert card["config"]["alignment_layer"] == best
+    assert card["alignment_layer_choice"] == {
+        "data": str(TEST),
+        "sentences": 8,
+        "aer_by_layer": by_layer,
+    }
+    assert load_checkpoint(folder).model.alignment_layer == best  # the model reads it
+    # the metrics would no longer measure the same thing: not both at once
+    assert evaluate_command(str(folder), TEST, limit=8, choose_layer=True, write_card=True) == 2
+    assert "then evaluate again with --write-card" in capsys.readouterr().err
+    rnn = make_model(tmp_path / "rnn", vocabs)  # one layer: nothing to choose
+    assert evaluate_command(str(rnn), TEST, limit=8, choose_layer=True) == 2
+    assert "needs a Transformer" in capsys.readouterr().err
 
 
 def oracle_greedy(
