@@ -224,18 +224,24 @@ def test_forced_aer_matches_an_independent_computation(
         assert h["aer"] == pytest.approx(corpus_aer(head_links[h["head"]]))
 
 
-def test_transformer_aer_per_layer_and_head_and_saliency(
-    tmp_path: Path, vocabs: tuple[Vocab, Vocab], test_pairs: list[Pair]
-) -> None:
+def make_transformer(folder: Path, vocabs: tuple[Vocab, Vocab], seed: int) -> Path:
+    """An untrained 3-layer, 2-head Transformer saved in ``folder``."""
     en, fr = vocabs
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = ModelConfig(
         src_vocab_size=len(en), tgt_vocab_size=len(fr), emb_dim=16, hidden_dim=16,
         attention="scaled_dot", attention_heads=2, architecture="transformer", layers=3,
         ff_dim=32, dropout=0.0,
     )  # fmt: skip
-    card = {"name": "tf", "source_lang": "en", "target_lang": "fr"}
-    save_checkpoint(tmp_path / "tf", build_model(config), en, fr, card)
+    card = {"name": folder.name, "source_lang": "en", "target_lang": "fr"}
+    save_checkpoint(folder, build_model(config), en, fr, card)
+    return folder
+
+
+def test_transformer_aer_per_layer_and_head_and_saliency(
+    tmp_path: Path, vocabs: tuple[Vocab, Vocab], test_pairs: list[Pair]
+) -> None:
+    make_transformer(tmp_path / "tf", vocabs, seed=0)
     result = evaluate(
         load_checkpoint(tmp_path / "tf", "cpu"), test_pairs[:6], progress=False,
         saliency_sentences=3,
@@ -259,21 +265,7 @@ def test_transformer_aer_per_layer_and_head_and_saliency(
 def test_set_alignment_layer_makes_the_best_aligning_layer_the_main_one(
     tmp_path: Path, vocabs: tuple[Vocab, Vocab], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    en, fr = vocabs
-    torch.manual_seed(1)
-    config = ModelConfig(
-        src_vocab_size=len(en), tgt_vocab_size=len(fr), emb_dim=16, hidden_dim=16,
-        attention="scaled_dot", attention_heads=2, architecture="transformer", layers=3,
-        ff_dim=32, dropout=0.0,
-    )  # fmt: skip
-    folder = tmp_path / "tf"
-    save_checkpoint(
-        folder,
-        build_model(config),
-        en,
-        fr,
-        {"name": "tf", "source_lang": "en", "target_lang": "fr"},
-    )
+    folder = make_transformer(tmp_path / "tf", vocabs, seed=1)
     from attnviz.app.cli import main
 
     argv = ["evaluate", "--model", str(folder), "--data", str(TEST), "--limit", "8", "--json"]
