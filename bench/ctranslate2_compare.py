@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,7 +91,7 @@ from attnviz.model.transformer import (  # noqa: E402
 )
 from attnviz.model.translator import CHECKPOINTS_DIR, resolve_model_path  # noqa: E402
 from attnviz.model.vocab import BOS, EOS, UNK  # noqa: E402
-from bench.report import load_average, render_table  # noqa: E402
+from bench.report import load_average, render_table, timed  # noqa: E402
 
 TEN_WORDS = "The old teacher did not give the red book to my son."  # as bench/decode_speed.py
 GOAL_MS = 3.0  # the in-process goal: 10-word greedy median, batch 1, one thread
@@ -381,28 +380,6 @@ def check(
 
 
 # -- timing --------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def timed(
-    fns: Sequence[Callable[[], object]], runs: int, warmup: int = 10
-) -> list[tuple[float, float]]:
-    """(median, p90) wall milliseconds of each of ``fns``, called in turn run after run so
-    that the load of other processes weighs on all of them alike."""
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(runs):
-        for fn, out in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            out.append((time.perf_counter() - start) * 1000.0)
-    return [(statistics.median(t), percentile(t, 0.9)) for t in times]
 
 
 def throughput(fn: Callable[[], object], sentences: int) -> float:

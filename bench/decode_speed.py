@@ -31,7 +31,6 @@ import statistics
 import sys
 import time
 import zlib
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -52,26 +51,9 @@ from attnviz.model.translator import (  # noqa: E402
     translate_command,
 )
 from attnviz.model.vocab import Vocab  # noqa: E402
-from bench.report import load_average  # noqa: E402
+from bench.report import load_average, timed  # noqa: E402
 
 TEN_WORDS = "The old teacher did not give the red book to my son."  # 10 words + 2 marks
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def timed(fn: Callable[[], object], runs: int, warmup: int = 10) -> tuple[float, float]:
-    """(median, p90) wall milliseconds of ``fn``."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times), percentile(times, 0.9)
 
 
 # parameters used once per sentence (lookups, the bridge, projections of the encoder
@@ -94,7 +76,7 @@ def weight_floor_ms(weights: int, runs: int) -> float:
     weights once, with nothing else in the step."""
     matrix = torch.randn(max(1, weights // 256), 256)
     x = torch.randn(1, 256)
-    return timed(lambda: x @ matrix.T, runs)[0]
+    return timed([lambda: x @ matrix.T], runs)[0][0]
 
 
 def read_pairs(path: Path) -> list[tuple[str, str]]:
@@ -189,7 +171,7 @@ def main() -> int:
         for beam in (1, 5):
             opts = DecodeOptions(beam_size=beam, max_length=one_length)
             out = decode(model, sentence_ids, opts).best
-            med, p90 = timed(partial(decode, model, sentence_ids, opts), args.runs)
+            [(med, p90)] = timed([partial(decode, model, sentence_ids, opts)], args.runs)
             name = "greedy" if beam == 1 else f"beam {beam}"
             print(
                 f"10-word sentence, {name:7s}: median {med:6.2f} ms   p90 {p90:6.2f} ms   "

@@ -1,9 +1,12 @@
-"""What every bench script prints the same way: tables (plain or Markdown) and the load."""
+"""What every bench script does the same way: latency timing, tables (plain or Markdown),
+the load average."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import statistics
+import time
+from collections.abc import Callable, Sequence
 
 
 def render_table(
@@ -33,3 +36,25 @@ def render_table(
 def load_average() -> str:
     """The 1, 5 and 15 minute load averages: other work on the machine slows everything."""
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def timed(
+    fns: Sequence[Callable[[], object]], runs: int, warmup: int = 10
+) -> list[tuple[float, float]]:
+    """(median, p90) wall milliseconds of each of ``fns``, called in turn run after run so
+    that the load of other processes weighs on all of them alike."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for fn, out in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - start) * 1000.0)
+    return [(statistics.median(t), percentile(t, 0.9)) for t in times]

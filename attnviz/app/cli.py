@@ -173,8 +173,8 @@ def _add_translate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--workers",
         type=int,
         default=0,
-        help="batches decoded at the same time, one thread each (default 0: one per free "
-        "core on the CPU, i.e. cores / --threads; one on a GPU)",
+        help="batches decoded at the same time, one thread each (default 0: on the CPU, "
+        "the cores this process may use / --threads; one on a GPU)",
     )
     p.set_defaults(handler=_translate)
 

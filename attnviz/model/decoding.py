@@ -767,9 +767,8 @@ class _FusedTransformerStepper(_Stepper):
         self.values = list(state.values)
 
     def _positions(self, step_ids: Tensor) -> Tensor:
-        if step_ids.device.type != "cpu":  # no host sync a step: the sinusoids are cheap there
-            return sinusoids(step_ids, self.dim)
-        if int(step_ids.max()) < self.w.positions.size(0):
+        # the table on the CPU; computed past it, and on a GPU (no host sync a step there)
+        if step_ids.device.type == "cpu" and int(step_ids.max()) < self.w.positions.size(0):
             return F.embedding(step_ids, self.w.positions)  # (rows, dim)
         return sinusoids(step_ids, self.dim)
 

@@ -335,11 +335,11 @@ def evaluate(
             forced_counts = forced_counts + aer_counts(links, item.example.gold)
             forced_sentences += 1
             if heads is not None:  # (tgt_len + 1, layers, heads, src_len + 1)
-                for layer in range(heads.shape[1] if heads.shape[1] > 1 else 0):
-                    mean = alignment_from_attention(heads[:, layer], n_src, n_tgt)
-                    counts = layer_counts.get(layer, AerCounts())
-                    layer_counts[layer] = counts + aer_counts(mean, item.example.gold)
                 for layer in range(heads.shape[1]):
+                    if heads.shape[1] > 1:  # the layer's head average (one layer: the main)
+                        mean = alignment_from_attention(heads[:, layer], n_src, n_tgt)
+                        counts = layer_counts.get(layer, AerCounts())
+                        layer_counts[layer] = counts + aer_counts(mean, item.example.gold)
                     for head in range(heads.shape[2]):
                         one = alignment_from_attention(heads[:, layer, head], n_src, n_tgt)
                         key = (layer, head)

@@ -97,8 +97,8 @@ class TrainConfig:
     max_length: int = 80  # longer training pairs (tokens) are left out
     # add this fraction of the training set again as pairs joined two by two (source after
     # source, target after target): the generated corpus has 242 pairs of 26+ words in 195k,
-    # and a Transformer, whose positions are learned only where it has seen them, loses its
-    # place past the lengths it trained on; an RNN carries its position in its state
+    # and a Transformer, whose attention learned position patterns only at the lengths it
+    # saw, loses its place past them; an RNN carries its position in its state
     concat_fraction: float = 0.0
     lowercase: bool = False
     seed: int = 1

@@ -766,8 +766,8 @@ def translate_command(
     ``workers`` batches are decoded at the same time, each in its own thread (torch releases
     the GIL inside its operations; the model is shared read-only, as the service shares it):
     on a CPU two one-thread workers beat one two-thread worker, whose small matrix products
-    spend much of their time handing work between threads. 0 = one worker per free core
-    (cores / torch threads) on the CPU, one on a GPU.
+    spend much of their time handing work between threads. 0 = :func:`default_workers`
+    (the cores this process may use / torch threads on the CPU, one on a GPU).
     Returns the exit status (2 with a message on stderr for a bad model or option).
     """
     if batch_size < 1:
