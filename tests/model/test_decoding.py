@@ -23,6 +23,7 @@ from attnviz.model.decoding import (
     greedy_batch,
     greedy_search,
 )
+from attnviz.model.factory import NMTModel, build_model
 from attnviz.model.seq2seq import Seq2Seq
 
 torch.set_num_threads(1)
@@ -210,6 +211,68 @@ def test_dropping_finished_rows_changes_nothing(monkeypatch: pytest.MonkeyPatch)
             assert a.best.top_k_ids is not None and b.best.top_k_ids is not None
             np.testing.assert_array_equal(a.best.top_k_ids, b.best.top_k_ids)
             assert_same_hypothesis(a.best, decode(model, src, opts).best)
+
+
+def tiny_transformer() -> NMTModel:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        src_vocab_size=SRC_VOCAB,
+        tgt_vocab_size=TGT_VOCAB,
+        emb_dim=16,
+        hidden_dim=16,
+        attention="scaled_dot",
+        attention_heads=4,
+        architecture="transformer",
+        layers=2,
+        ff_dim=32,
+    )
+    return build_model(cfg).eval()
+
+
+@pytest.mark.parametrize("kind", ["additive", "local_m", "transformer"])
+def test_beam_dropping_finished_sentences_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Beam search drops finished sentences from its batch (fused RNN step, the model's
+    own step, the fused Transformer step): the hypotheses, their attention, top-k, the
+    beam tree and the node paths are those of a run that keeps every sentence."""
+    import attnviz.model.decoding as decoding
+
+    model = tiny_transformer() if kind == "transformer" else tiny_model(kind)
+    srcs = sources(tuple(range(1, 13)), seed=7)  # max lengths 12..34: they end apart
+    opts = DecodeOptions(
+        beam_size=3, n_best=3, top_k=2, blocked_source=(0,), forced_prefix=(5,), record_beam=True
+    )
+    merges: list[int] = []
+    merge = decoding._merge_segments
+
+    def counting(recorded: Any, segments: Any, *args: Any) -> Any:
+        merges.append(len(segments))
+        return merge(recorded, segments, *args)
+
+    monkeypatch.setattr(decoding, "_merge_segments", counting)
+    compacted = decode_batch(model, srcs, opts)
+    assert max(merges) > 2  # sentences really left the batch, more than once
+    monkeypatch.setattr(decoding, "_COMPACT_SHARE", 2.0)  # never drop sentences
+    merges.clear()
+    full = decode_batch(model, srcs, opts)
+    assert set(merges) == {1}
+    for a, b, src in zip(compacted, full, srcs, strict=True):
+        assert len(a.hypotheses) == len(b.hypotheses) == 3
+        for x, y in zip(a.hypotheses, b.hypotheses, strict=True):
+            assert_same_hypothesis(x, y)
+            assert x.top_k_ids is not None and y.top_k_ids is not None
+            np.testing.assert_array_equal(x.top_k_ids, y.top_k_ids)
+            np.testing.assert_allclose(x.top_k_probs, y.top_k_probs, atol=1e-6)  # type: ignore[arg-type]
+            assert x.node_ids == y.node_ids
+        assert a.beam is not None and b.beam is not None
+        assert len(a.beam.nodes) == len(b.beam.nodes)
+        for m, n in zip(a.beam.nodes, b.beam.nodes, strict=True):
+            assert (m.id, m.step, m.token_id, m.parent, m.kept, m.finished) == (
+                n.id, n.step, n.token_id, n.parent, n.kept, n.finished
+            )  # fmt: skip
+            assert m.score == pytest.approx(n.score, abs=1e-4)
+        assert_same_hypothesis(a.best, decode(model, src, opts).best)
 
 
 @pytest.mark.parametrize("attention", ["additive", "multihead"])
