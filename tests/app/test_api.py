@@ -7,12 +7,19 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from typing import get_args
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from attnviz.app.main import create_app
+from attnviz.app.schemas import (
+    AlignResponse,
+    BatchTranslateResponse,
+    TranslateResponse,
+)
 from attnviz.model.tokenize import tokenize
 from tests.app.support import SENTENCES, Models, make_settings, train_tiny_transformer
 
@@ -258,6 +265,44 @@ def test_transformer_heads_layers_and_saliency(transformer_client: TestClient) -
         json={"text": SENTENCES[0], "target": "Le garçon court.", "include_heads": True},
     ).json()
     assert np.asarray(aligned["heads"]["cross"]).shape == (2, 2, 5, 5)
+
+
+def model_in(annotation: object) -> type[BaseModel] | None:
+    """The pydantic model inside a field's annotation (``X``, ``X | None``, ``list[X]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for a in get_args(annotation) if (m := model_in(a)) is not None), None)
+
+
+def same_keys(data: object, model: type[BaseModel], where: str = "") -> None:
+    """``data`` (a response's JSON) validates against ``model`` and has exactly its fields,
+    through every nested model: the decoding endpoints serialise their own dicts without
+    FastAPI's validation, so this is where their shape is held to the schema."""
+    model.model_validate(data)
+    assert isinstance(data, dict)
+    assert set(data) == set(model.model_fields), where
+    for name, field in model.model_fields.items():
+        sub, value = model_in(field.annotation), data[name]
+        for item in value if isinstance(value, list) else [value]:
+            if sub is not None and isinstance(item, dict):
+                same_keys(item, sub, f"{where}.{name}")
+
+
+def test_decoding_responses_have_exactly_the_documented_fields(
+    client: TestClient, transformer_client: TestClient, models: Models
+) -> None:
+    translate = {"model": models.attention, "text": SENTENCES[1], "beam_size": 3, "n_best": 2,
+                 "include_beam": True, "top_k": 2}  # fmt: skip
+    r = client.post("/api/translate", json=translate)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    same_keys(r.json(), TranslateResponse)
+    assert len(r.json()["hypotheses"]) == 2 and r.json()["beam"]["nodes"]
+    r = client.post("/api/translate/batch", json={"texts": SENTENCES[:2], "top_k": 1})
+    same_keys(r.json(), BatchTranslateResponse)
+    r = client.post("/api/align", json={"text": SENTENCES[0], "target": "Le garçon court."})
+    same_keys(r.json(), AlignResponse)
+    body = {"text": SENTENCES[2], "include_heads": True, "include_saliency": True}
+    same_keys(transformer_client.post("/api/translate", json=body).json(), TranslateResponse)
 
 
 def test_security_headers(client: TestClient) -> None:
