@@ -9,10 +9,10 @@ Prints, for each torch thread count:
   length), decoding only; and, for a trained model, end to end through the function
   behind ``attnviz translate`` (load, tokenize, decode, detokenize, write);
 - the memory floor of one decoder step at batch 1: the time of one matrix-vector product
-  over as many weights as a step reads (every decoder weight but those used once per
-  sentence: the embedding lookup, the bridge, the keys' projections), and that times the
+  over as many weights as a step reads (see ``step_weights``), and that times the
   sentence's steps: at batch 1 a step must read all of them from memory, whatever the
-  code around it;
+  code around it; and the encoder's share of the 10-word sentence (``model.encode``
+  alone);
 and the machine's load average, since other work on the machine slows everything.
 
 Without --model, the first folder under checkpoints/ is used; if there is none, a random
@@ -41,7 +41,14 @@ sys.path.insert(0, str(REPO))
 
 from attnviz.model.checkpoint import load_checkpoint  # noqa: E402
 from attnviz.model.config import ModelConfig  # noqa: E402
-from attnviz.model.decoding import DecodeOptions, decode, decode_batch  # noqa: E402
+from attnviz.model.decoding import (  # noqa: E402
+    DecodeOptions,
+    _fusable,
+    _fused_weights,
+    decode,
+    decode_batch,
+    pad_batch,
+)
 from attnviz.model.seq2seq import Seq2Seq  # noqa: E402
 from attnviz.model.tokenize import tokenize  # noqa: E402
 from attnviz.model.translator import (  # noqa: E402
@@ -63,7 +70,22 @@ ONCE_PER_SENTENCE = ("encoder", "src_embedding", "decoder.embedding", "decoder.b
 
 
 def step_weights(model: torch.nn.Module) -> int:
-    """Weights one decoder step reads at batch 1 (a tied output layer counts once)."""
+    """Weights one decoder step reads at batch 1 (a tied output layer counts once).
+
+    For an RNN decoder that runs the fused step, its own matrices (the GRU's hidden
+    weights, the readout's state columns, Luong's input-feeding weights, the output layer)
+    and the attention's parameters but additive's key projection: an upper bound, since
+    some mechanisms apply theirs to the keys once per sentence. The GRU's input weights
+    and the readout's context and embedding columns are not read per step there: their
+    embedding side is a per-token table lookup, their context side a product made once
+    per sentence. Otherwise every parameter but those used once per sentence.
+    """
+    if isinstance(model, Seq2Seq) and _fusable(model):
+        fused = _fused_weights(model, model.encoder.out_dim)
+        mats = [fused.hh_t, fused.rh_t, fused.out_t, fused.b_hh, fused.b_r, fused.b_out]
+        mats += [] if fused.feed_t is None else [fused.feed_t]
+        attention = [p for n, p in model.decoder.attention.named_parameters() if n != "U.weight"]
+        return sum(t.numel() for t in mats + attention)
     return sum(
         p.numel()
         for name, p in model.named_parameters()  # tied parameters are listed once
@@ -72,11 +94,12 @@ def step_weights(model: torch.nn.Module) -> int:
 
 
 def weight_floor_ms(weights: int, runs: int) -> float:
-    """Median time of one (1, 256) x (256, weights / 256) product: reading that many fp32
-    weights once, with nothing else in the step."""
-    matrix = torch.randn(max(1, weights // 256), 256)
+    """Median time of one (1, 256) x (256, weights / 256) product, the matrix stored (in,
+    out) as the fused steps store theirs: reading that many fp32 weights once, with nothing
+    else in the step."""
+    matrix = torch.randn(256, max(1, weights // 256))
     x = torch.randn(1, 256)
-    return timed([lambda: x @ matrix.T], runs)[0][0]
+    return timed([lambda: x @ matrix], runs)[0][0]
 
 
 def read_pairs(path: Path) -> list[tuple[str, str]]:
@@ -180,10 +203,13 @@ def main() -> int:
             if beam == 1:
                 weights = step_weights(model)
                 floor = weight_floor_ms(weights, args.runs)
+                src, mask = pad_batch([sentence_ids], model.config.pad_id, torch.device("cpu"))
+                encode = torch.inference_mode()(partial(model.encode, src, mask))
+                [(enc_ms, _)] = timed([encode], args.runs)
                 print(
                     f"  memory floor at batch 1: a step reads {weights * 4 / 1e6:.1f} MB of "
                     f"fp32 weights, {floor:.3f} ms alone; x {len(out.token_ids)} steps = "
-                    f"{floor * len(out.token_ids):.2f} ms before the encoder and everything else"
+                    f"{floor * len(out.token_ids):.2f} ms; the encoder alone: {enc_ms:.2f} ms"
                 )
         order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
         for batch_size in (1, 64):
