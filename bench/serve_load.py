@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -142,12 +143,20 @@ class Result:
     errors: int
     batch: str = ""
     mean_batch: float = float("nan")  # sentences per model batch on the server
+    counted: int | None = None  # wrk: answered requests (it keeps no latency list)
+    percentiles: dict[float, float] = field(default_factory=dict)  # wrk's, in ms
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies_ms) if self.counted is None else self.counted
 
     @property
     def rps(self) -> float:
-        return len(self.latencies_ms) / self.seconds if self.seconds > 0 else 0.0
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
 
     def pct(self, q: float) -> float:
+        if q in self.percentiles:
+            return self.percentiles[q]
         if not self.latencies_ms:
             return float("nan")
         xs = sorted(self.latencies_ms)
@@ -266,6 +275,49 @@ def closed_loop(
     return latencies, errors, elapsed
 
 
+WRK_SCRIPT = """
+local bodies = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("POST", "/api/translate", {["Content-Type"] = "application/json"},
+                    bodies[(i %% #bodies) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("ATTNVIZ %%d %%d %%d %%f %%f %%f\\n", summary.requests, e.status,
+    e.connect + e.read + e.write + e.timeout, summary.duration / 1e6,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def wrk_loop(
+    url: str, model: str | None, texts: Sequence[str], clients: int, seconds: float
+) -> Result:
+    """``clients`` closed-loop connections from wrk (one thread, in C: a load generator
+    that leaves the 2 cores to the server), cycling through ``texts``. wrk checks the
+    status only and reports percentiles, not every latency."""
+    bodies = ",".join(f"[==[{json.dumps(body(t, model))}]==]" for t in texts)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT % bodies)
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout",
+             f"{REQUEST_TIMEOUT:g}s", "-s", f.name, f"{url}/api/translate"],
+            capture_output=True, text=True, check=True, timeout=seconds + 60,
+        )  # fmt: skip
+    finally:
+        os.unlink(f.name)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("ATTNVIZ "))
+    n, status, failed, took, p50, p99 = line.split()[1:]
+    errors = int(status) + int(failed)
+    result = Result("concurrent clients (wrk)", clients, float(took), [], errors)
+    result.counted = int(n) - int(status)
+    result.percentiles = {50: float(p50), 99: float(p99)}
+    return result
+
+
 def single(server: Server, text: str, n: int) -> Result:
     payload = body(text, server.model)
     latencies: list[float] = []
@@ -293,7 +345,7 @@ def print_table(results: Sequence[Result]) -> None:
     for r in results:
         print(
             f"{r.name:<28} {r.batch:>8} {r.clients:>7} {r.rps:>8.1f} {r.pct(50):>8.2f} "
-            f"{r.pct(99):>8.2f} {len(r.latencies_ms):>9} {r.errors:>6} {r.mean_batch:>6.1f}"
+            f"{r.pct(99):>8.2f} {r.requests:>9} {r.errors:>6} {r.mean_batch:>6.1f}"
         )
 
 
@@ -310,6 +362,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--client-procs", type=int, default=1, help="client processes (the load generator's CPU)"
     )
     p.add_argument("--no-off", action="store_true", help="skip the batching-off runs")
+    p.add_argument(
+        "--wrk",
+        action="store_true",
+        help="drive the concurrent levels with wrk (Debian's package; a load generator in C)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
     if args.seconds <= 0 or args.seconds > 600 or args.soak < 0 or args.soak > 120:
@@ -330,19 +387,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.append(r)
                 print_table([r])
             for clients in args.levels:
-                closed_loop(server.url, server.model, pool, clients, 2.0, 10_000, args.client_procs)
-                s0, b0 = batch_totals(server.url)
-                lat, err, elapsed = closed_loop(
-                    server.url,
-                    server.model,
-                    pool,
-                    clients,
-                    args.seconds,
-                    args.max_requests,
-                    args.client_procs,
-                )
-                s1, b1 = batch_totals(server.url)
-                r = Result("concurrent clients", clients, elapsed, lat, err, label)
+                if args.wrk:
+                    wrk_loop(server.url, server.model, pool, clients, 2.0)  # warm-up
+                    s0, b0 = batch_totals(server.url)
+                    r = wrk_loop(server.url, server.model, pool, clients, args.seconds)
+                    s1, b1 = batch_totals(server.url)
+                    r.batch = label
+                else:
+                    closed_loop(
+                        server.url, server.model, pool, clients, 2.0, 10_000, args.client_procs
+                    )
+                    s0, b0 = batch_totals(server.url)
+                    lat, err, elapsed = closed_loop(
+                        server.url,
+                        server.model,
+                        pool,
+                        clients,
+                        args.seconds,
+                        args.max_requests,
+                        args.client_procs,
+                    )
+                    s1, b1 = batch_totals(server.url)
+                    r = Result("concurrent clients", clients, elapsed, lat, err, label)
                 r.mean_batch = (s1 - s0) / (b1 - b0) if b1 > b0 else float("nan")
                 results.append(r)
                 print_table([r])
@@ -386,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "rps": r.rps,
                             "p50_ms": r.pct(50),
                             "p99_ms": r.pct(99),
-                            "requests": len(r.latencies_ms),
+                            "requests": r.requests,
                             "errors": r.errors,
                         }
                         for r in results
