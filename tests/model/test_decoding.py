@@ -23,8 +23,9 @@ from attnviz.model.decoding import (
     greedy_batch,
     greedy_search,
 )
-from attnviz.model.factory import NMTModel, build_model
+from attnviz.model.factory import NMTModel
 from attnviz.model.seq2seq import Seq2Seq
+from tests.model.test_transformer import tiny as tiny_transformer
 
 torch.set_num_threads(1)
 
@@ -213,22 +214,6 @@ def test_dropping_finished_rows_changes_nothing(monkeypatch: pytest.MonkeyPatch)
             assert_same_hypothesis(a.best, decode(model, src, opts).best)
 
 
-def tiny_transformer() -> NMTModel:
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        src_vocab_size=SRC_VOCAB,
-        tgt_vocab_size=TGT_VOCAB,
-        emb_dim=16,
-        hidden_dim=16,
-        attention="scaled_dot",
-        attention_heads=4,
-        architecture="transformer",
-        layers=2,
-        ff_dim=32,
-    )
-    return build_model(cfg).eval()
-
-
 @pytest.mark.parametrize("kind", ["additive", "local_m", "transformer"])
 def test_beam_dropping_finished_sentences_changes_nothing(
     monkeypatch: pytest.MonkeyPatch, kind: str
@@ -238,7 +223,11 @@ def test_beam_dropping_finished_sentences_changes_nothing(
     beam tree and the node paths are those of a run that keeps every sentence."""
     import attnviz.model.decoding as decoding
 
-    model = tiny_transformer() if kind == "transformer" else tiny_model(kind)
+    model: NMTModel
+    if kind == "transformer":
+        model = tiny_transformer(src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB)
+    else:
+        model = tiny_model(kind)
     srcs = sources(tuple(range(1, 13)), seed=7)  # max lengths 12..34: they end apart
     opts = DecodeOptions(
         beam_size=3, n_best=3, top_k=2, blocked_source=(0,), forced_prefix=(5,), record_beam=True
