@@ -4,6 +4,7 @@ measure latency and throughput, micro-batching on and off.
     .venv/bin/python bench/serve_load.py                       # 30 s per concurrency level
     .venv/bin/python bench/serve_load.py --seconds 5 --levels 1 8 64
     .venv/bin/python bench/serve_load.py --soak 5               # + 5 minutes at 64 clients
+    .venv/bin/python bench/serve_load.py --wrk                  # levels driven by wrk (C)
 
 What is measured (every request: POST /api/translate, greedy, attention in the response):
 
@@ -25,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -298,17 +300,20 @@ def wrk_loop(
     """``clients`` closed-loop connections from wrk (one thread, in C: a load generator
     that leaves the 2 cores to the server), cycling through ``texts``. wrk checks the
     status only and reports percentiles, not every latency."""
-    bodies = ",".join(f"[==[{json.dumps(body(t, model))}]==]" for t in texts)
+    payloads = [json.dumps(body(t, model)) for t in texts]  # ASCII: non-ASCII is escaped
+    bodies = ",".join(f"[==[{p}]==]" for p in payloads if "]==]" not in p)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(WRK_SCRIPT % bodies)
     try:
         out = subprocess.run(
             ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout",
              f"{REQUEST_TIMEOUT:g}s", "-s", f.name, f"{url}/api/translate"],
-            capture_output=True, text=True, check=True, timeout=seconds + 60,
+            capture_output=True, text=True, timeout=seconds + 60,
         )  # fmt: skip
     finally:
         os.unlink(f.name)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr.strip()}")
     line = next(x for x in out.stdout.splitlines() if x.startswith("ATTNVIZ "))
     n, status, failed, took, p50, p99 = line.split()[1:]
     errors = int(status) + int(failed)
@@ -369,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
+    if args.wrk and shutil.which("wrk") is None:
+        p.error("--wrk needs wrk on the PATH (Debian: apt-get install wrk)")
     if args.seconds <= 0 or args.seconds > 600 or args.soak < 0 or args.soak > 120:
         p.error("--seconds must be in (0, 600] and --soak in [0, 120] minutes")
     ten, pool = sentences()

@@ -1108,6 +1108,44 @@ def forced(
 # -- beam search ---------------------------------------------------------------------------
 
 
+# Finished sentences leave a beam batch once this many are left (and _COMPACT_SHARE of them
+# are done): each then costs its beam rows at every step until the last sentence ends.
+_BEAM_COMPACT_MIN_SENTENCES = 2
+_PER_ROW = ("att", "top_ids", "top_lps")  # recorded per beam row, not per sentence
+# what a sentence's steps hold after it left the batch (never read: it is done there)
+_FILL: dict[str, float | bool] = {"score": -math.inf, "top_lps": -math.inf, "done": True}
+
+
+@dataclass(frozen=True)
+class _BeamSegment:
+    """Beam-search steps from ``start`` on, with ``sentences`` (original indices) alive."""
+
+    start: int
+    sentences: list[int]
+
+
+def _merge_segments(
+    recorded: list[Tensor], segments: list[_BeamSegment], batch: int, group: int, name: str
+) -> np.ndarray:
+    """One recorded quantity, a tensor per step over the alive sentences' rows (``group``
+    rows per sentence), as one host array (steps, batch * group, ...): one transfer per
+    segment, rows of sentences that had left filled with ``_FILL`` (0 by default)."""
+    dtype = torch.float32 if recorded[0].is_floating_point() else None
+    if len(segments) == 1:
+        return _to_numpy(recorded, dtype)
+    parts = []
+    for n, seg in enumerate(segments):
+        stop = segments[n + 1].start if n + 1 < len(segments) else len(recorded)
+        if seg.start < len(recorded):
+            part = _to_numpy(recorded[seg.start : stop], dtype)  # (steps, alive * group, ...)
+            parts.append((seg, part.reshape(part.shape[0], len(seg.sentences), -1)))
+    first = parts[0][1]
+    out = np.full((len(recorded), batch, first.shape[2]), _FILL.get(name, 0), first.dtype)
+    for seg, part in parts:
+        out[seg.start : seg.start + part.shape[0], seg.sentences] = part
+    return out.reshape(len(recorded), batch * group, *recorded[0].shape[1:])
+
+
 @torch.inference_mode()
 def beam_search(
     model: NMTModel,
@@ -1129,7 +1167,7 @@ def beam_search(
     batch = len(prep.sources)
     beam = options.beam_size
     vocab = cfg.tgt_vocab_size
-    rows = batch * beam
+    rows = batch * beam  # at the first step; finished sentences then leave
     n_cand = min(2 * beam, beam * vocab)
     k = min(options.top_k, vocab)
     max_lens = prep.max_lens
@@ -1176,13 +1214,13 @@ def beam_search(
             rec["top_lps"].append(v)
             rec["top_ids"].append(i)
         if w is not None:
-            rec["att"].append(w)  # (rows, heads, src_len)
+            rec["att"].append(w)  # (alive * beam, heads, src_len)
         if t < len(prefix):
             allowed = torch.full_like(lp, float("-inf"))
             allowed[:, prefix[t]] = lp[:, prefix[t]]
-            cand = scores.unsqueeze(1) + allowed  # (rows, vocab)
+            cand = scores.unsqueeze(1) + allowed  # (alive * beam, vocab)
         else:
-            cand = scores.unsqueeze(1) + lp  # (rows, vocab)
+            cand = scores.unsqueeze(1) + lp  # (alive * beam, vocab)
         top_scores, top_idx = cand.view(alive, beam * vocab).topk(n_cand, dim=1)  # (alive, C)
         parent = top_idx // vocab  # (alive, C) beam slot
         token = top_idx % vocab  # (alive, C)
@@ -1232,44 +1270,6 @@ def beam_search(
     for b in range(batch):
         results.append(_finalize_beam(b, host, prep, options, cfg.bos_id, eos, beam))
     return results
-
-
-# Finished sentences leave a beam batch once this many are left (and _COMPACT_SHARE of them
-# are done): each then costs its beam rows at every step until the last sentence ends.
-_BEAM_COMPACT_MIN_SENTENCES = 2
-_PER_ROW = ("att", "top_ids", "top_lps")  # recorded per beam row, not per sentence
-# what a sentence's steps hold after it left the batch (never read: it is done there)
-_FILL: dict[str, float | bool] = {"score": -math.inf, "top_lps": -math.inf, "done": True}
-
-
-@dataclass(frozen=True)
-class _BeamSegment:
-    """Beam-search steps from ``start`` on, with ``sentences`` (original indices) alive."""
-
-    start: int
-    sentences: list[int]
-
-
-def _merge_segments(
-    recorded: list[Tensor], segments: list[_BeamSegment], batch: int, group: int, name: str
-) -> np.ndarray:
-    """One recorded quantity, a tensor per step over the alive sentences' rows (``group``
-    rows per sentence), as one host array (steps, batch * group, ...): one transfer per
-    segment, rows of sentences that had left filled with ``_FILL`` (0 by default)."""
-    dtype = torch.float32 if recorded[0].is_floating_point() else None
-    if len(segments) == 1:
-        return _to_numpy(recorded, dtype)
-    parts = []
-    for n, seg in enumerate(segments):
-        stop = segments[n + 1].start if n + 1 < len(segments) else len(recorded)
-        if seg.start < len(recorded):
-            part = _to_numpy(recorded[seg.start : stop], dtype)  # (steps, alive * group, ...)
-            parts.append((seg, part.reshape(part.shape[0], len(seg.sentences), -1)))
-    first = parts[0][1]
-    out = np.full((len(recorded), batch, first.shape[2]), _FILL.get(name, 0), first.dtype)
-    for seg, part in parts:
-        out[seg.start : seg.start + part.shape[0], seg.sentences] = part
-    return out.reshape(len(recorded), batch * group, *recorded[0].shape[1:])
 
 
 def _finalize_beam(

@@ -7,7 +7,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from typing import get_args
+from typing import Any, get_args
 
 import numpy as np
 import pytest
@@ -288,21 +288,32 @@ def same_keys(data: object, model: type[BaseModel], where: str = "") -> None:
                 same_keys(item, sub, f"{where}.{name}")
 
 
+def check_response(r: Any, model: type[BaseModel]) -> dict[str, Any]:
+    """A decoding endpoint's answer: 200, JSON, strictly valid (no "0.5" for 0.5, no 1 for
+    true) and with exactly the documented fields at every level."""
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
+    model.model_validate_json(r.content, strict=True)
+    data: dict[str, Any] = r.json()
+    same_keys(data, model)
+    return data
+
+
 def test_decoding_responses_have_exactly_the_documented_fields(
     client: TestClient, transformer_client: TestClient, models: Models
 ) -> None:
     translate = {"model": models.attention, "text": SENTENCES[1], "beam_size": 3, "n_best": 2,
                  "include_beam": True, "top_k": 2}  # fmt: skip
-    r = client.post("/api/translate", json=translate)
-    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
-    same_keys(r.json(), TranslateResponse)
-    assert len(r.json()["hypotheses"]) == 2 and r.json()["beam"]["nodes"]
-    r = client.post("/api/translate/batch", json={"texts": SENTENCES[:2], "top_k": 1})
-    same_keys(r.json(), BatchTranslateResponse)
-    r = client.post("/api/align", json={"text": SENTENCES[0], "target": "Le garçon court."})
-    same_keys(r.json(), AlignResponse)
+    d = check_response(client.post("/api/translate", json=translate), TranslateResponse)
+    assert len(d["hypotheses"]) == 2 and d["beam"]["nodes"]
+    check_response(
+        client.post("/api/translate/batch", json={"texts": SENTENCES[:2], "top_k": 1}),
+        BatchTranslateResponse,
+    )
+    align = {"text": SENTENCES[0], "target": "Le garçon court."}
+    check_response(client.post("/api/align", json=align), AlignResponse)
     body = {"text": SENTENCES[2], "include_heads": True, "include_saliency": True}
-    same_keys(transformer_client.post("/api/translate", json=body).json(), TranslateResponse)
+    check_response(transformer_client.post("/api/translate", json=body), TranslateResponse)
 
 
 def test_security_headers(client: TestClient) -> None:

@@ -41,8 +41,8 @@ def written() -> Iterator[io.StringIO]:
 
 def test_records_are_written_as_json_lines_by_another_thread(written: io.StringIO) -> None:
     writers: list[str] = []
-    assert logs._listener is not None
-    [stream] = logs._listener.handlers
+    assert logs._writer is not None
+    stream = logs._writer.handler
     emit = stream.emit
 
     def spy(record: logging.LogRecord) -> None:
@@ -78,3 +78,34 @@ def test_configuring_again_replaces_the_writer(written: io.StringIO) -> None:
     stop_logging()
     assert [json.loads(x)["event"] for x in written.getvalue().splitlines()] == ["first"]
     assert [json.loads(x)["event"] for x in second.getvalue().splitlines()] == ["second"]
+
+
+def test_no_record_is_lost_while_reconfiguring_or_after_the_stop(written: io.StringIO) -> None:
+    """A thread logs without pause while the writer is replaced again and again, then
+    stopped: every record is written exactly once, by one writer or another, and records
+    logged after the stop are written at once."""
+    outs = [written]
+    sent = 0
+    stop = threading.Event()
+
+    def chatter() -> None:
+        nonlocal sent
+        while not stop.is_set():
+            log_event(app_logger, logging.INFO, "tick", n=sent)
+            sent += 1
+
+    thread = threading.Thread(target=chatter)
+    thread.start()
+    try:
+        for _ in range(30):
+            outs.append(io.StringIO())
+            configure_logging(stream=outs[-1])
+    finally:
+        stop.set()
+        thread.join()
+    stop_logging()
+    log_event(app_logger, logging.INFO, "after the stop")
+    lines = [json.loads(x) for out in outs for x in out.getvalue().splitlines()]
+    ticks = sorted(line["n"] for line in lines if line["event"] == "tick")
+    assert sent > 100 and ticks == list(range(sent))
+    assert json.loads(outs[-1].getvalue().splitlines()[-1])["event"] == "after the stop"
