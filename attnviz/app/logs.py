@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import logging.handlers
@@ -66,36 +67,46 @@ class JsonLineFormatter(logging.Formatter):
 
 class _HandOff(logging.handlers.QueueHandler):
     """Puts records on a queue as they are: formatting and writing happen in the
-    listener's thread, not in the caller's (the event loop, for the request logs)."""
+    listener's thread, not in the caller's (the event loop, for the request logs). Once
+    ``redirect`` is set, records go to that handler instead."""
+
+    def __init__(self, records: queue.SimpleQueue[logging.LogRecord | None]) -> None:
+        super().__init__(records)
+        self.redirect: logging.Handler | None = None
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         return record  # same process: nothing to make picklable
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.redirect is not None:  # read under this handler's lock (Handler.handle)
+            self.redirect.handle(record)
+        else:
+            super().emit(record)
 
 
 _LOGGERS = ("attnviz", "uvicorn", "uvicorn.error")
 
 
 class _Writer:
-    """The thread that formats and writes records, its queue and its handler."""
+    """The thread that formats and writes records, its queue, the handler that feeds the
+    queue (``handoff``) and the one that writes (``handler``)."""
 
     def __init__(self, stream: IO[str] | None) -> None:
         self.handler = logging.StreamHandler(stream)
         self.handler.setFormatter(JsonLineFormatter())
-        self.records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
-        self.listener = logging.handlers.QueueListener(self.records, self.handler)
+        records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+        self.handoff = _HandOff(records)
+        self.listener = logging.handlers.QueueListener(records, self.handler)
         self.listener.start()
 
-    def finish(self) -> None:
-        """Stop once the queue is written, then write any record that a thread still
-        holding the old queue handler put there after the end marker."""
+    def finish(self, successor: logging.Handler) -> None:
+        """Send records to ``successor`` from now on, write what is queued, stop. A thread
+        that still holds the hand-off (it was logging while the loggers were switched)
+        is redirected too: the switch happens under the hand-off's lock, so every record
+        is either queued before it, and written here, or redirected after it."""
+        with self.handoff.lock or contextlib.nullcontext():
+            self.handoff.redirect = successor
         self.listener.stop()
-        while True:
-            try:
-                record = self.records.get_nowait()
-            except queue.Empty:
-                return
-            if record is not None:  # not an end marker
-                self.handler.handle(record)
 
 
 _writer: _Writer | None = None
@@ -117,7 +128,7 @@ def stop_logging() -> None:
     global _writer
     if _writer is not None:
         _attach(_writer.handler)  # new records bypass the queue from now on
-        _writer.finish()
+        _writer.finish(_writer.handler)
         _writer = None
 
 
@@ -126,11 +137,11 @@ def configure_logging(level: int = logging.INFO, stream: IO[str] | None = None) 
     JSON lines, formatted and written by a background thread (a request log costs the
     event loop about a tenth of its time under load when written in place); records still
     queued are written out at exit. Calling it again switches every logger to the new
-    writer before the old one finishes its queue, so no record is dropped."""
+    writer and then lets the old one finish its queue: no record is dropped."""
     global _writer
     old, _writer = _writer, _Writer(stream)
-    _attach(_HandOff(_writer.records), level)
+    _attach(_writer.handoff, level)
     if old is not None:
-        old.finish()  # nothing new is queued there any more
+        old.finish(_writer.handoff)
     # our access log replaces uvicorn's
     logging.getLogger("uvicorn.access").disabled = True
