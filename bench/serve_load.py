@@ -36,6 +36,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -323,6 +324,24 @@ def wrk_loop(
     return result
 
 
+def run_level(
+    server: Server,
+    texts: Sequence[str],
+    clients: int,
+    seconds: float,
+    cap: int,
+    *,
+    procs: int,
+    wrk: bool,
+) -> Result:
+    """One concurrency level for ``seconds``: wrk's connections, or closed-loop Python
+    clients in ``procs`` processes (at most ``cap`` requests)."""
+    if wrk:
+        return wrk_loop(server.url, server.model, texts, clients, seconds)
+    lat, err, elapsed = closed_loop(server.url, server.model, texts, clients, seconds, cap, procs)
+    return Result("concurrent clients", clients, elapsed, lat, err)
+
+
 def single(server: Server, text: str, n: int) -> Result:
     payload = body(text, server.model)
     latencies: list[float] = []
@@ -394,28 +413,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.append(r)
                 print_table([r])
             for clients in args.levels:
-                if args.wrk:
-                    wrk_loop(server.url, server.model, pool, clients, 2.0)  # warm-up
-                    s0, b0 = batch_totals(server.url)
-                    r = wrk_loop(server.url, server.model, pool, clients, args.seconds)
-                    s1, b1 = batch_totals(server.url)
-                    r.batch = label
-                else:
-                    closed_loop(
-                        server.url, server.model, pool, clients, 2.0, 10_000, args.client_procs
-                    )
-                    s0, b0 = batch_totals(server.url)
-                    lat, err, elapsed = closed_loop(
-                        server.url,
-                        server.model,
-                        pool,
-                        clients,
-                        args.seconds,
-                        args.max_requests,
-                        args.client_procs,
-                    )
-                    s1, b1 = batch_totals(server.url)
-                    r = Result("concurrent clients", clients, elapsed, lat, err, label)
+                level = partial(
+                    run_level, server, pool, clients, procs=args.client_procs, wrk=args.wrk
+                )
+                level(2.0, 10_000)  # warm-up
+                s0, b0 = batch_totals(server.url)
+                r = level(args.seconds, args.max_requests)
+                s1, b1 = batch_totals(server.url)
+                r.batch = label
                 r.mean_batch = (s1 - s0) / (b1 - b0) if b1 > b0 else float("nan")
                 results.append(r)
                 print_table([r])

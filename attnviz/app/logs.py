@@ -46,20 +46,20 @@ class JsonLineFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
         }
-        parsed: object = None
         if isinstance(record.msg, Event):
-            parsed = record.msg.fields
+            out.update(record.msg.fields)
         else:
             message = record.getMessage()
+            parsed: object = None
             if message.startswith("{"):
                 try:
                     parsed = json.loads(message)
                 except ValueError:
                     parsed = None
-        if isinstance(parsed, dict):
-            out.update(parsed)
-        else:
-            out["message"] = record.getMessage()
+            if isinstance(parsed, dict):
+                out.update(parsed)
+            else:
+                out["message"] = message
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str, ensure_ascii=False)

@@ -168,11 +168,13 @@ class Translation:
         """The alignment as (source, target) index pairs."""
         return [(int(i), int(j)) for i, j in (link.split("-") for link in self.alignment.split())]
 
-    def to_dict(self, decimals: int | None = None) -> dict[str, Any]:
+    def to_dict(self, decimals: int | None = None, *, nested: bool = True) -> dict[str, Any]:
         """Plain JSON-ready types (lists, dicts, str, float, int, bool, None).
 
         ``decimals`` rounds the attention weights and probabilities (e.g. 6 for compact
-        JSON); None keeps them as they are.
+        JSON); None keeps them as they are. ``nested=False`` leaves out what belongs to
+        the whole translation, not to this hypothesis: ``hypotheses``, ``beam`` and
+        ``timing_ms`` (the service builds those itself).
         """
 
         def num(x: float) -> float:
@@ -181,7 +183,7 @@ class Translation:
         def matrix(m: list[list[float]]) -> list[list[float]]:
             return [[num(x) for x in row] for row in m] if decimals is not None else m
 
-        return {
+        own = {
             "model": self.model,
             "source_tokens": list(self.source_tokens),
             "target_tokens": list(self.target_tokens),
@@ -204,6 +206,11 @@ class Translation:
             "heads": None if self.heads is None else self.heads.to_dict(),
             "saliency": None if self.saliency is None else matrix(self.saliency),
             "saliency_correlation": self.saliency_correlation,
+        }
+        if not nested:
+            return own
+        return {
+            **own,
             "hypotheses": [h.to_dict(decimals) for h in self.hypotheses],
             "beam": self.beam,
             "timing_ms": dict(self.timing_ms),

@@ -70,8 +70,9 @@ def _rounded(matrix: Any) -> Any:
 
 
 def _hypothesis_dict(t: Translation) -> dict[str, Any]:
-    d = t.to_dict()  # probabilities keep their precision; the matrices are rounded here
-    del d["hypotheses"], d["beam"], d["timing_ms"]  # the response's, set by the caller
+    # this hypothesis's own fields (the caller adds the translation's); probabilities keep
+    # their precision, the matrices are rounded here
+    d = t.to_dict(nested=False)
     for key in ("attention", "saliency"):
         if d[key] is not None:
             d[key] = _rounded(d[key])
