@@ -91,6 +91,7 @@ from attnviz.model.transformer import (  # noqa: E402
 )
 from attnviz.model.translator import CHECKPOINTS_DIR, resolve_model_path  # noqa: E402
 from attnviz.model.vocab import BOS, EOS, UNK  # noqa: E402
+from bench.decode_speed import default_data  # noqa: E402
 from bench.report import load_average, render_table, timed  # noqa: E402
 
 TEN_WORDS = "The old teacher did not give the red book to my son."  # as bench/decode_speed.py
@@ -514,10 +515,7 @@ def main() -> int:
         help="Transformer model folder or name under checkpoints/ (default: "
         "checkpoints/en-fr-transformer, else the first Transformer there)",
     )
-    default_data = REPO / "data" / "corpus" / "test.tsv"
-    if not default_data.is_file():
-        default_data = REPO / "data" / "sample" / "test.tsv"
-    parser.add_argument("--data", type=Path, default=default_data, help="TSV test file")
+    parser.add_argument("--data", type=Path, default=default_data(), help="TSV test file")
     parser.add_argument("--check", type=int, default=50, help="sentences for the equality check")
     parser.add_argument("--limit", type=int, default=2000, help="sentences for the batch timing")
     parser.add_argument("--runs", type=int, default=200, help="runs per latency figure")

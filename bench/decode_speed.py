@@ -102,6 +102,12 @@ def weight_floor_ms(weights: int, runs: int) -> float:
     return timed([lambda: x @ matrix], runs)[0][0]
 
 
+def default_data() -> Path:
+    """The generated corpus's test split, or the bundled sample's when there is none."""
+    corpus = REPO / "data" / "corpus" / "test.tsv"
+    return corpus if corpus.is_file() else REPO / "data" / "sample" / "test.tsv"
+
+
 def read_pairs(path: Path) -> list[tuple[str, str]]:
     pairs = []
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -165,10 +171,7 @@ def run_batches(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model folder or name under checkpoints/")
-    default_data = REPO / "data" / "corpus" / "test.tsv"
-    if not default_data.is_file():
-        default_data = REPO / "data" / "sample" / "test.tsv"
-    parser.add_argument("--data", type=Path, default=default_data, help="TSV test file")
+    parser.add_argument("--data", type=Path, default=default_data(), help="TSV test file")
     parser.add_argument("--threads", default="1,2", help="torch thread counts to try")
     parser.add_argument("--runs", type=int, default=200, help="runs per latency figure")
     parser.add_argument("--limit", type=int, default=2000, help="sentences of the test file")

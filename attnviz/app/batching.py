@@ -44,6 +44,7 @@ class DecodeParams:
     record_beam: bool = False
     include_heads: bool = False
     include_saliency: bool = False
+    shortlist: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def _translate(translator: Translator, texts: list[str], p: DecodeParams) -> lis
         record_beam=p.record_beam,
         include_heads=p.include_heads,
         include_saliency=p.include_saliency,
+        shortlist=p.shortlist,
         batch_size=max(len(texts), 1),
     )
 

@@ -151,6 +151,7 @@ def _translate(args: argparse.Namespace) -> int:
         sys.stdin,
         sys.stdout,
         workers=args.workers,
+        shortlist=args.shortlist,
     )
 
 
@@ -161,6 +162,12 @@ def _add_translate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument("--alignment", action="store_true", help="append ' ||| 0-0 1-2 ...'")
     p.add_argument("--json", action="store_true", help="one JSON result per line")
     p.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    p.add_argument(
+        "--shortlist",
+        action="store_true",
+        help="score only the model's lexical shortlist (faster; probabilities normalised over "
+        "it; build one with `attnviz shortlist`)",
+    )
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     p.add_argument(
         "--threads",
@@ -177,6 +184,46 @@ def _add_translate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "the cores this process may use / --threads; one on a GPU)",
     )
     p.set_defaults(handler=_translate)
+
+
+def _shortlist(args: argparse.Namespace) -> int:
+    from attnviz.model.checkpoint import CheckpointError
+    from attnviz.model.train import shortlist_command
+    from attnviz.model.translator import resolve_model_path
+
+    try:
+        path, n_src, n_pairs = shortlist_command(
+            resolve_model_path(args.model), args.data, args.per_source, args.common
+        )
+    except (ValueError, FileNotFoundError, CheckpointError) as e:
+        print(f"attnviz shortlist: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}: {n_src} source tokens x {args.per_source}, from {n_pairs} pairs")
+    return 0
+
+
+def _add_shortlist(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from attnviz.model.shortlist import DEFAULT_COMMON, DEFAULT_PER_SOURCE
+
+    p = sub.add_parser(
+        "shortlist",
+        help="build a model's lexical shortlist (the opt-in fast output layer) from its data",
+    )
+    p.add_argument("--model", required=True, help="model folder, or a name under checkpoints/")
+    p.add_argument("--data", default=None, help="training data (default: the card's)")
+    p.add_argument(
+        "--per-source",
+        type=int,
+        default=DEFAULT_PER_SOURCE,
+        help=f"target words kept per source word (default {DEFAULT_PER_SOURCE})",
+    )
+    p.add_argument(
+        "--common",
+        type=int,
+        default=DEFAULT_COMMON,
+        help=f"most frequent target words always kept (default {DEFAULT_COMMON})",
+    )
+    p.set_defaults(handler=_shortlist)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -208,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_translate(sub)
+    _add_shortlist(sub)
 
     serve = sub.add_parser("serve", help="start the web service")
     # defaults None: the ATTNVIZ_* environment variables then apply

@@ -182,6 +182,12 @@ class _DecodeOptions(_ModelChoice):
         description="return `saliency`, the input x gradient attribution of each output "
         "token to the source tokens, and its rank correlation with the attention",
     )
+    shortlist: bool = Field(
+        default=False,
+        description="score only the model's lexical shortlist, the target words that go with "
+        "the source words (as Marian's shortlist does): faster, probabilities normalised over "
+        "it; 422 for a model without one (`shortlist` in GET /api/models)",
+    )
 
     @field_validator("n_best")
     @classmethod
@@ -411,6 +417,7 @@ class ModelSummary(BaseModel):
     parameters: int
     metrics: Metrics
     default: bool
+    shortlist: bool = Field(description="has a lexical shortlist (the `shortlist` option)")
 
 
 class ModelsResponse(BaseModel):

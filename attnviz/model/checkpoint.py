@@ -6,6 +6,8 @@ JSON card (config, vocabularies, languages, training data and time, curves, metr
         card.json           {"format": "attnviz-model", "version": 1, "config": {...},
                              "source_lang": "en", "target_lang": "fr", "lowercase": false,
                              "src_vocab": [...], "tgt_vocab": [...], "metrics": {...}, ...}
+        shortlist.safetensors   optional: candidate target words per source word, for
+                                the opt-in fast output layer (attnviz/model/shortlist.py)
 
 Loading rebuilds the model exactly from the card's config (nanoGPT's ``model_args``) and
 refuses, with a message naming the file and what is wrong, anything that does not fit.
@@ -28,6 +30,7 @@ from torch import Tensor, nn
 
 from attnviz.model.config import ModelConfig
 from attnviz.model.factory import NMTModel, build_model
+from attnviz.model.shortlist import Shortlist, ShortlistError, load_shortlist
 from attnviz.model.vocab import Vocab, VocabError
 
 FORMAT = "attnviz-model"
@@ -48,6 +51,7 @@ class LoadedModel:
     tgt_vocab: Vocab
     card: dict[str, Any]
     path: Path
+    shortlist: Shortlist | None = None  # the folder's shortlist.safetensors, if any
 
     @property
     def name(self) -> str:
@@ -225,5 +229,9 @@ def load_checkpoint(directory: Path | str, device: torch.device | str = "cpu") -
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{weights}: {key} holds NaN or infinite values")
     load_unique_state(model, {k: v.to(expected[k].dtype) for k, v in state.items()})
+    try:
+        shortlist = load_shortlist(directory, config.src_vocab_size, config.tgt_vocab_size)
+    except ShortlistError as e:
+        raise CheckpointError(str(e)) from e
     model.to(device).eval()
-    return LoadedModel(model, src_vocab, tgt_vocab, card, directory)
+    return LoadedModel(model, src_vocab, tgt_vocab, card, directory, shortlist)

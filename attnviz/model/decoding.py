@@ -61,6 +61,7 @@ from attnviz.model.attention import Attention, NoAttention
 from attnviz.model.decoder import Decoder, DecoderState
 from attnviz.model.factory import NMTModel
 from attnviz.model.seq2seq import EncoderOutput, Seq2Seq, unblocked
+from attnviz.model.shortlist import Shortlist
 from attnviz.model.transformer import (
     Transformer,
     TransformerEncoderOutput,
@@ -370,15 +371,76 @@ def _row_max(scores: Tensor) -> tuple[Tensor, Tensor]:
     return scores.gather(1, index.unsqueeze(1)).squeeze(1), index
 
 
+@dataclass(frozen=True)
+class _OutputSpace:
+    """The target ids the output layer scores: the whole vocabulary (``ids`` None: column
+    = id), or the union of a batch's shortlists (column c scores id ``ids[c]``), with
+    ``bias`` (batch, size) 0 where the sentence's own shortlist holds the column's id and
+    -inf elsewhere, so that each sentence is scored over its own shortlist: its result
+    does not depend on the rest of the batch."""
+
+    size: int
+    ids: Tensor | None  # (size,) int64, sorted
+    bias: Tensor | None  # (batch, size) 0 | -inf; None: every row scores every column
+
+    @classmethod
+    def of(
+        cls,
+        model: NMTModel,
+        shortlist: Shortlist | None,
+        prep: _Prepared,
+        extra: Sequence[int] | Tensor = (),
+    ) -> _OutputSpace:
+        """The space for a batch: every target id, or each source's shortlist plus
+        ``extra``, ids that must be scorable: a forced prefix (for every row), or forced
+        targets (batch, length) (each row its own)."""
+        if shortlist is None:
+            return cls(model.config.tgt_vocab_size, None, None)
+        if isinstance(extra, Tensor):
+            rows_extra = [row.tolist() for row in extra.cpu()]
+        else:
+            rows_extra = [list(extra)] * len(prep.sources)
+        own = [
+            shortlist.ids_for([src], more, prep.device)
+            for src, more in zip(prep.sources, rows_extra, strict=True)
+        ]
+        ids = torch.unique(torch.cat(own))  # (size,) sorted
+        allowed = torch.zeros(len(own), ids.numel(), dtype=torch.bool, device=prep.device)
+        for row, row_ids in enumerate(own):
+            allowed[row, torch.searchsorted(ids, row_ids)] = True
+        bias = None
+        if not bool(allowed.all()):
+            bias = torch.zeros(allowed.shape, device=prep.device)
+            bias.masked_fill_(~allowed, float("-inf"))
+        return cls(int(ids.numel()), ids, bias)
+
+    def rows(self, expand: Tensor) -> _OutputSpace:
+        """The space for rows ``expand`` of the batch (beam search: each sentence's beam)."""
+        bias = None if self.bias is None else self.bias.index_select(0, expand)
+        return _OutputSpace(self.size, self.ids, bias)
+
+    def to_vocab(self, columns: Tensor) -> Tensor:
+        return columns if self.ids is None else self.ids[columns]
+
+    def to_columns(self, vocab_ids: Tensor) -> Tensor:
+        """Columns of ids that are in the space (forced ids are put there by ``of``)."""
+        if self.ids is None:
+            return vocab_ids
+        return torch.searchsorted(self.ids, vocab_ids.contiguous())
+
+
 # -- one decoder step: the model's own, or a fused equivalent for the RNN decoder ----------
 
 
 class _Stepper:
     """Runs decoder steps for a batch of rows, keeping the recurrent state.
 
-    ``step(prev, step_ids)`` -> logits (rows, vocab), weights (rows, heads, src_len) | None;
-    ``reorder(indices)`` selects rows of the state (beam search); ``keep(indices)`` keeps
-    only those rows, state and source alike (dropping finished sentences).
+    ``step(prev, step_ids)`` -> logits (rows, space.size), weights (rows, heads, src_len)
+    | None; ``reorder(indices)`` selects rows of the state (beam search);
+    ``keep(indices)`` keeps only those rows, state and source alike (dropping finished
+    sentences). The logits are over the output space's columns (all the vocabulary, or a
+    batch's shortlists, whose output-layer columns the fused steppers select once), each
+    row's own shortlist's bias added.
     """
 
     def step(self, prev: Tensor, step_ids: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -420,20 +482,33 @@ class _ModelStepper(_Stepper, Generic[EncT, StateT]):
     """The model's own ``step`` as it is (any decoder, any attention, dropout honoured;
     the Transformer's cached self-attention keys and values follow the rows)."""
 
-    def __init__(self, model: _StepModel[EncT, StateT], enc: EncT, blocked: Tensor | None) -> None:
+    def __init__(
+        self,
+        model: _StepModel[EncT, StateT],
+        enc: EncT,
+        blocked: Tensor | None,
+        space: _OutputSpace,
+    ) -> None:
         self.model = model
         self.enc = enc
         self.blocked = blocked
+        self.outputs, self.out_bias = space.ids, space.bias
         self.state: StateT = model.init_state(enc)
 
     def step(self, prev: Tensor, step_ids: Tensor) -> tuple[Tensor, Tensor | None]:
         logits, self.state, weights = self.model.step(
             prev, self.state, self.enc, step_index=step_ids, blocked_mask=self.blocked
         )
+        if self.outputs is not None:  # correct, not faster: the model scored every id
+            logits = logits.index_select(1, self.outputs)
+        if self.out_bias is not None:
+            logits = logits + self.out_bias
         return logits, weights
 
     def reorder(self, indices: Tensor) -> None:
         self.state = self.state.index_select(indices)
+        if self.out_bias is not None:
+            self.out_bias = self.out_bias.index_select(0, indices)
 
     def keep(self, indices: Tensor) -> None:
         self.reorder(indices)
@@ -574,10 +649,19 @@ class _FusedStepper(_Stepper):
     for every mechanism it supports).
     """
 
-    def __init__(self, model: Seq2Seq, enc: EncoderOutput, blocked: Tensor | None) -> None:
+    def __init__(
+        self, model: Seq2Seq, enc: EncoderOutput, blocked: Tensor | None, space: _OutputSpace
+    ) -> None:
         dec = model.decoder
         key_dim = enc.values.size(-1)
         self.w = _fused_weights(model, key_dim)
+        # (h, space) and (space,) or, with shortlists, (rows, space): each row's own bias
+        self.out_t, self.b_out = self.w.out_t, self.w.b_out
+        if space.ids is not None:  # shortlists: only their columns of the output layer
+            self.out_t = self.w.out_t.index_select(1, space.ids)
+            self.b_out = self.w.b_out.index_select(0, space.ids)
+        if space.bias is not None:
+            self.b_out = self.b_out + space.bias
         self.luong = dec.style == "luong"
         self.hid = model.config.hidden_dim
         self.embedding = dec.embedding.weight  # (vocab, emb)
@@ -648,13 +732,15 @@ class _FusedStepper(_Stepper):
             h = self._gru(x, h)
             out = torch.tanh(torch.addmm(x[:, 3 * self.hid :], h, w.rh_t))  # (rows, h)
         self.hidden = h
-        logits = torch.addmm(w.b_out, out, w.out_t)  # (rows, vocab)
+        logits = torch.addmm(self.b_out, out, self.out_t)  # (rows, space)
         return logits, weights
 
     def reorder(self, indices: Tensor) -> None:
         self.hidden = self.hidden.index_select(0, indices)
         if self.feed is not None:
             self.feed = self.feed.index_select(0, indices)
+        if self.b_out.dim() == 2:
+            self.b_out = self.b_out.index_select(0, indices)
 
     def keep(self, indices: Tensor) -> None:
         self.reorder(indices)
@@ -752,9 +838,17 @@ class _FusedTransformerStepper(_Stepper):
     rounding (tested against it)."""
 
     def __init__(
-        self, model: Transformer, enc: TransformerEncoderOutput, blocked: Tensor | None
+        self,
+        model: Transformer,
+        enc: TransformerEncoderOutput,
+        blocked: Tensor | None,
+        space: _OutputSpace,
     ) -> None:
         self.w = _transformer_weights(model)
+        # (dim, space): shortlists' columns of the output layer, or all of it; (rows, space)
+        # each row's own shortlist's bias, or None
+        self.out_t = self.w.out_t if space.ids is None else self.w.out_t.index_select(1, space.ids)
+        self.out_bias = space.bias
         cfg = model.config
         self.dim, self.heads = cfg.hidden_dim, cfg.attention_heads
         self.head_dim = self.dim // self.heads
@@ -803,12 +897,16 @@ class _FusedTransformerStepper(_Stepper):
             x = torch.addmm(x, inner, lw.ff2_t).add_(lw.ff2_b)
             if i == self.align_layer:
                 align = cross[:, :, 0]  # (rows, heads, src_len)
-        logits = F.layer_norm(x, (dim,), *w.final_norm) @ w.out_t  # (rows, vocab)
-        return logits, align
+        h = F.layer_norm(x, (dim,), *w.final_norm)
+        if self.out_bias is not None:
+            return torch.addmm(self.out_bias, h, self.out_t), align  # (rows, space)
+        return h @ self.out_t, align  # (rows, space)
 
     def reorder(self, indices: Tensor) -> None:
         self.keys = [k.index_select(0, indices) for k in self.keys]
         self.values = [v.index_select(0, indices) for v in self.values]
+        if self.out_bias is not None:
+            self.out_bias = self.out_bias.index_select(0, indices)
 
     def keep(self, indices: Tensor) -> None:
         self.reorder(indices)
@@ -834,16 +932,17 @@ def _stepper(
     enc: EncoderOutput | TransformerEncoderOutput,
     blocked: Tensor | None,
     fast: bool,
+    space: _OutputSpace,
 ) -> _Stepper:
     if isinstance(model, Transformer):
         assert isinstance(enc, TransformerEncoderOutput)
         if fast and not model.training:
-            return _FusedTransformerStepper(model, enc, blocked)
-        return _ModelStepper[TransformerEncoderOutput, TransformerState](model, enc, blocked)
+            return _FusedTransformerStepper(model, enc, blocked, space)
+        return _ModelStepper[TransformerEncoderOutput, TransformerState](model, enc, blocked, space)
     assert isinstance(enc, EncoderOutput)
     if fast and _fusable(model):
-        return _FusedStepper(model, enc, blocked)
-    return _ModelStepper[EncoderOutput, DecoderState](model, enc, blocked)
+        return _FusedStepper(model, enc, blocked, space)
+    return _ModelStepper[EncoderOutput, DecoderState](model, enc, blocked, space)
 
 
 # -- greedy and forced decoding ------------------------------------------------------------
@@ -879,6 +978,7 @@ def _greedy_core(
     top_k: int,
     length_penalty: float,
     fast: bool,
+    shortlist: Shortlist | None,
 ) -> list[DecodeResult]:
     """One token per step for every row: the forced token while there is one, else the
     most likely. ``forced`` (batch, P) long is the same width for every row; rows stop
@@ -887,7 +987,9 @@ def _greedy_core(
     cfg = model.config
     device = prep.device
     batch = prep.src.size(0)
-    stepper = _stepper(model, model.encode(prep.src, prep.src_mask), prep.blocked, fast)
+    space = _OutputSpace.of(model, shortlist, prep, () if forced is None else forced)
+    enc = model.encode(prep.src, prep.src_mask)
+    stepper = _stepper(model, enc, prep.blocked, fast, space)
     max_lens = prep.max_lens
     steps_max = max(max_lens)
     n_forced = 0 if forced is None else forced.size(1)
@@ -898,7 +1000,7 @@ def _greedy_core(
             torch.arange(1, steps_max + 1).unsqueeze(1) >= torch.tensor(max_lens).unsqueeze(0)
         ).to(device)  # (steps, batch) True once row b has used up its length
     )
-    k = min(top_k, cfg.tgt_vocab_size)
+    k = min(top_k, space.size)
     eos = cfg.eos_id
     step_ids = torch.arange(steps_max, device=device).unsqueeze(1).expand(steps_max, batch)
     prev = torch.full((batch,), cfg.bos_id, dtype=torch.long, device=device)
@@ -907,13 +1009,14 @@ def _greedy_core(
     segments = [seg]
     for t in range(steps_max):
         logits, w = stepper.step(prev, step_ids[t])
-        lp = torch.log_softmax(logits, dim=-1)  # (rows, vocab)
+        lp = torch.log_softmax(logits, dim=-1)  # (rows, space)
         if t < n_forced:
             assert forced is not None
             tok = forced[:, t]  # (rows,)
-            tok_lp = lp.gather(1, tok.unsqueeze(1)).squeeze(1)  # (rows,)
+            tok_lp = lp.gather(1, space.to_columns(tok).unsqueeze(1)).squeeze(1)  # (rows,)
         else:
-            tok_lp, tok = _row_max(lp)  # (rows,)
+            tok_lp, column = _row_max(lp)  # (rows,)
+            tok = space.to_vocab(column)
         seg.tokens.append(tok)
         seg.logprobs.append(tok_lp)
         if w is not None:
@@ -921,7 +1024,7 @@ def _greedy_core(
         if k:
             v, i = lp.topk(k, dim=-1)  # (rows, k)
             seg.top_lps.append(v)
-            seg.top_ids.append(i)
+            seg.top_ids.append(space.to_vocab(i))
         prev = tok
         if t == steps_max - 1:
             break
@@ -1016,12 +1119,14 @@ def greedy_search(
     options: DecodeOptions = DecodeOptions(),
     *,
     fast: bool = True,
+    shortlist: Shortlist | None = None,
 ) -> list[DecodeResult]:
     """Greedy decoding of many sentences in one batch (``beam_size``/``n_best``/
     ``record_beam`` are ignored: one hypothesis per sentence, no tree).
 
     ``fast=False`` runs ``Seq2Seq.step`` itself instead of the fused RNN step (same
-    result up to float rounding; for checking and benchmarking)."""
+    result up to float rounding; for checking and benchmarking). ``shortlist`` restricts
+    the output layer to the batch's shortlist (see :mod:`attnviz.model.shortlist`)."""
     prep = _prepare(model, sources, options.blocked_source, None, options)
     prefix = options.forced_prefix
     _check_prefix(model, prefix, prep.max_lens)
@@ -1041,6 +1146,7 @@ def greedy_search(
         top_k=options.top_k,
         length_penalty=options.length_penalty,
         fast=fast,
+        shortlist=shortlist,
     )
 
 
@@ -1052,13 +1158,15 @@ def forced_batch(
     top_k: int = 0,
     blocked_source: Sequence[int] = (),
     fast: bool = True,
+    shortlist: Shortlist | None = None,
 ) -> list[DecodeResult]:
     """Teacher-forced reading of given translations: for each target token, its
     log-probability, the attention of the step that emits it, and the top-k alternatives.
 
     ``targets`` are target id lists, taken as they are (end them with eos to score the
     end of the sentence too). The result has one hypothesis per sentence with exactly the
-    given tokens.
+    given tokens. With a ``shortlist``, the given tokens are scored among the shortlist
+    and themselves.
     """
     if len(targets) != len(sources):
         raise ValueError(f"got {len(sources)} sources but {len(targets)} targets")
@@ -1088,6 +1196,7 @@ def forced_batch(
         top_k=opts.top_k,
         length_penalty=opts.length_penalty,
         fast=fast,
+        shortlist=shortlist,
     )
 
 
@@ -1098,10 +1207,16 @@ def forced(
     *,
     top_k: int = 0,
     blocked_source: Sequence[int] = (),
+    shortlist: Shortlist | None = None,
 ) -> DecodeResult:
     """Teacher-forced reading of one translation (see :func:`forced_batch`)."""
     return forced_batch(
-        model, [source_ids], [target_ids], top_k=top_k, blocked_source=blocked_source
+        model,
+        [source_ids],
+        [target_ids],
+        top_k=top_k,
+        blocked_source=blocked_source,
+        shortlist=shortlist,
     )[0]
 
 
@@ -1153,11 +1268,13 @@ def beam_search(
     options: DecodeOptions = DecodeOptions(),
     *,
     fast: bool = True,
+    shortlist: Shortlist | None = None,
 ) -> list[DecodeResult]:
     """Beam search over many sentences at once (batch x beam rows flattened).
 
     See the module docstring for the algorithm. With ``record_beam`` each result carries
-    its :class:`BeamTree` and each hypothesis its path in it.
+    its :class:`BeamTree` and each hypothesis its path in it. ``shortlist`` restricts the
+    output layer to the batch's shortlist (see :mod:`attnviz.model.shortlist`).
     """
     prep = _prepare(model, sources, options.blocked_source, None, options)
     prefix = options.forced_prefix
@@ -1166,7 +1283,8 @@ def beam_search(
     device = prep.device
     batch = len(prep.sources)
     beam = options.beam_size
-    vocab = cfg.tgt_vocab_size
+    space = _OutputSpace.of(model, shortlist, prep, prefix)
+    vocab = space.size  # the columns scored: the vocabulary or the shortlist
     rows = batch * beam  # at the first step; finished sentences then leave
     n_cand = min(2 * beam, beam * vocab)
     k = min(options.top_k, vocab)
@@ -1177,7 +1295,8 @@ def beam_search(
     expand = torch.arange(batch, device=device).repeat_interleave(beam)  # (rows,)
     enc = model.encode(prep.src, prep.src_mask).index_select(expand)
     blocked = None if prep.blocked is None else prep.blocked.index_select(0, expand)
-    stepper = _stepper(model, enc, blocked, fast)
+    stepper = _stepper(model, enc, blocked, fast, space.rows(expand))
+    prefix_columns = space.to_columns(torch.tensor(prefix, dtype=torch.long, device=device))
     expired = (
         torch.arange(1, steps_max + 1).unsqueeze(1) >= torch.tensor(max_lens).unsqueeze(0)
     ).to(device)  # (steps, batch)
@@ -1212,18 +1331,19 @@ def beam_search(
         if k:
             v, i = lp.topk(k, dim=-1)  # (alive * beam, k)
             rec["top_lps"].append(v)
-            rec["top_ids"].append(i)
+            rec["top_ids"].append(space.to_vocab(i))
         if w is not None:
             rec["att"].append(w)  # (alive * beam, heads, src_len)
         if t < len(prefix):
+            column = prefix_columns[t]
             allowed = torch.full_like(lp, float("-inf"))
-            allowed[:, prefix[t]] = lp[:, prefix[t]]
+            allowed[:, column] = lp[:, column]
             cand = scores.unsqueeze(1) + allowed  # (alive * beam, vocab)
         else:
             cand = scores.unsqueeze(1) + lp  # (alive * beam, vocab)
         top_scores, top_idx = cand.view(alive, beam * vocab).topk(n_cand, dim=1)  # (alive, C)
         parent = top_idx // vocab  # (alive, C) beam slot
-        token = top_idx % vocab  # (alive, C)
+        token = space.to_vocab(top_idx % vocab)  # (alive, C) target ids
         tok_lp = lp.view(alive, beam * vocab).gather(1, top_idx)  # (alive, C)
         is_eos = token == eos
         # the new beam: the first `beam` candidates that do not end the sentence
@@ -1395,24 +1515,34 @@ def _build_tree(
 
 
 def decode_batch(
-    model: NMTModel, sources: Sequence[Sequence[int]], options: DecodeOptions = DecodeOptions()
+    model: NMTModel,
+    sources: Sequence[Sequence[int]],
+    options: DecodeOptions = DecodeOptions(),
+    *,
+    shortlist: Shortlist | None = None,
 ) -> list[DecodeResult]:
     """Decode many sentences in one padded batch; one result per source, in order.
 
     A sentence's result does not depend on the others in the batch (up to float
-    rounding, ~1e-6 on attention). ``beam_size`` 1 without ``record_beam`` takes the
-    greedy path, which gives the same result as beam search with one beam.
+    rounding, ~1e-6 on attention), also with a ``shortlist``: the output layer scores the
+    union of the batch's shortlists, and each sentence only its own. ``beam_size`` 1
+    without ``record_beam`` takes the greedy path, which gives the same result as beam
+    search with one beam.
     """
     if options.beam_size == 1 and not options.record_beam:
-        return greedy_search(model, sources, options)
-    return beam_search(model, sources, options)
+        return greedy_search(model, sources, options, shortlist=shortlist)
+    return beam_search(model, sources, options, shortlist=shortlist)
 
 
 def decode(
-    model: NMTModel, source_ids: Sequence[int], options: DecodeOptions = DecodeOptions()
+    model: NMTModel,
+    source_ids: Sequence[int],
+    options: DecodeOptions = DecodeOptions(),
+    *,
+    shortlist: Shortlist | None = None,
 ) -> DecodeResult:
     """Decode one sentence (source ids ending with eos, as the model was trained)."""
-    return decode_batch(model, [source_ids], options)[0]
+    return decode_batch(model, [source_ids], options, shortlist=shortlist)[0]
 
 
 def greedy_batch(

@@ -46,8 +46,14 @@ from attnviz.model.config import ModelConfig
 from attnviz.model.corpus.readers import Pair, iter_pairs, read_tsv
 from attnviz.model.decoding import greedy_batch, pad_batch
 from attnviz.model.factory import NMTModel, build_model
+from attnviz.model.shortlist import (
+    DEFAULT_COMMON,
+    DEFAULT_PER_SOURCE,
+    SHORTLIST,
+    build_shortlist,
+)
 from attnviz.model.tokenize import detokenize, tokenize
-from attnviz.model.vocab import BOS_ID, EOS_ID, PAD_ID, Vocab
+from attnviz.model.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab
 
 STATE_POINTER = "train_state.json"
 
@@ -606,6 +612,10 @@ def _train(
     progress.done = not limit
     if is_main:
         save_state(out, model, opt, progress, cfg, src_vocab, tgt_vocab)
+        if (out / "card.json").is_file():  # the shortlist goes with the data, rebuilt
+            joined = data_meta.get("concatenated_pairs", 0)  # appended last; not real pairs
+            real = train_set[: len(train_set) - joined]
+            write_shortlist(out, real, src_vocab, tgt_vocab, data=cfg.data)
     bar.close()
     return progress
 
@@ -701,6 +711,70 @@ def _update_curve(out: Path, progress: Progress) -> None:
     card["curve"] = progress.curve
     card["training_seconds"] = round(progress.seconds, 1)
     write_card(out, card)
+
+
+def write_shortlist(
+    out: Path,
+    examples: Sequence[Example],
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+    *,
+    data: str,
+    per_source: int = DEFAULT_PER_SOURCE,
+    common: int = DEFAULT_COMMON,
+) -> Path:
+    """Build the model folder's lexical shortlist from its training pairs (see
+    :mod:`attnviz.model.shortlist`) and write it atomically."""
+    pairs = (
+        (src_vocab.encode(e.src, add_eos=True), tgt_vocab.encode(e.tgt, add_eos=True))
+        for e in examples
+    )
+    shortlist = build_shortlist(
+        tqdm(pairs, total=len(examples), desc="shortlist", unit="pair", leave=False),
+        len(src_vocab),
+        len(tgt_vocab),
+        (PAD_ID, UNK_ID, BOS_ID, EOS_ID),
+        per_source=per_source,
+        common=common,
+        info={"data": data},
+    )
+    path = out / SHORTLIST
+    atomic_write_bytes(path, shortlist.to_bytes())
+    return path
+
+
+def shortlist_command(
+    folder: Path, data: str | None, per_source: int, common: int
+) -> tuple[Path, int, int]:
+    """``attnviz shortlist``: (re)build a model folder's shortlist from training pairs
+    (default: the data its card says it was trained on; a corpus directory's train.tsv).
+    Returns (path written, source tokens, pairs read)."""
+    card = read_card(folder)
+    trained = card.get("train_config") or {}
+    data = data or trained.get("data")
+    if not data:
+        raise ValueError(f"{folder}: the card names no training data; give --data")
+    cfg = TrainConfig(
+        data=str(data),
+        out=str(folder),
+        source_lang=card["source_lang"],
+        target_lang=card["target_lang"],
+        lowercase=bool(card.get("lowercase", False)),
+        max_length=10**9,  # every pair counts, also those too long to train on
+        seed=int(trained.get("seed", 1)),
+    )
+    examples, _, _ = load_data(cfg)
+    src_vocab, tgt_vocab = Vocab(card["src_vocab"]), Vocab(card["tgt_vocab"])
+    path = write_shortlist(
+        folder,
+        examples,
+        src_vocab,
+        tgt_vocab,
+        data=str(data),
+        per_source=per_source,
+        common=common,
+    )
+    return path, len(src_vocab), len(examples)
 
 
 def config_from_args(values: dict[str, Any]) -> TrainConfig:

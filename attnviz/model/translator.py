@@ -41,6 +41,7 @@ from attnviz.model.decoding import (
     pad_batch,
 )
 from attnviz.model.saliency import normalise_rows, rank_correlation, saliency
+from attnviz.model.shortlist import Shortlist
 from attnviz.model.tokenize import detokenize, tokenize
 from attnviz.model.transformer import Transformer
 from attnviz.model.vocab import BOS, EOS, UNK_ID
@@ -300,6 +301,15 @@ class Translator:
             f"device={self.device})"
         )
 
+    def shortlist(self) -> Shortlist:
+        """The model's lexical shortlist; ValueError saying how to build one if it has none."""
+        if self.loaded.shortlist is None:
+            raise ValueError(
+                f"model {self.name!r} has no lexical shortlist: build one with "
+                f"`attnviz shortlist --model {self.name}`, or decode without it"
+            )
+        return self.loaded.shortlist
+
     # -- text <-> ids ------------------------------------------------------------------
 
     def _source(self, text: str) -> tuple[list[str], list[int]]:
@@ -490,6 +500,7 @@ class Translator:
         record_beam: bool = False,
         include_heads: bool = False,
         include_saliency: bool = False,
+        shortlist: bool = False,
     ) -> Translation:
         """Translate one sentence.
 
@@ -497,7 +508,9 @@ class Translator:
         ``blocked_source`` lists source token positions (0-based over ``source_tokens``,
         ``</s>`` included) the decoder may not attend to. ``include_heads`` fills
         ``heads`` (every layer and head), ``include_saliency`` fills ``saliency`` and
-        ``saliency_correlation``. ValueError for bad options or empty text.
+        ``saliency_correlation``. ``shortlist`` scores only the model's lexical shortlist
+        (faster; probabilities normalised over it: see :mod:`attnviz.model.shortlist`).
+        ValueError for bad options or empty text.
         """
         return self.translate_batch(
             [text],
@@ -511,6 +524,7 @@ class Translator:
             record_beam=record_beam,
             include_heads=include_heads,
             include_saliency=include_saliency,
+            shortlist=shortlist,
         )[0]
 
     def translate_batch(
@@ -527,6 +541,7 @@ class Translator:
         record_beam: bool = False,
         include_heads: bool = False,
         include_saliency: bool = False,
+        shortlist: bool = False,
         batch_size: int = 64,
     ) -> list[Translation]:
         """Translate many sentences, in order (batched internally, sorted by length).
@@ -549,13 +564,15 @@ class Translator:
             record_beam,
         )
         views = Views(include_heads, include_saliency, options.blocked_source)
+        lexical = self.shortlist() if shortlist else None
         start = time.perf_counter()
         sources = [self._source(t) for t in texts]
         out: list[Translation | None] = [None] * len(sources)
         order = sorted(range(len(sources)), key=lambda i: len(sources[i][1]))
         for lo in range(0, len(order), batch_size):
             idx = order[lo : lo + batch_size]
-            results = decode_batch(self.model, [sources[i][1] for i in idx], options)
+            batch = [sources[i][1] for i in idx]
+            results = decode_batch(self.model, batch, options, shortlist=lexical)
             for i, res in zip(idx, results, strict=True):
                 out[i] = self._translation(res, sources[i][0], options, 0.0, views)
         elapsed = (time.perf_counter() - start) * 1000.0
@@ -765,6 +782,7 @@ def translate_command(
     stdout: IO[str],
     *,
     workers: int = 0,
+    shortlist: bool = False,
 ) -> int:
     """``attnviz translate``: one sentence per line from ``stdin``, one translation per line
     to ``stdout``, in order. ``alignment`` appends `` ||| 0-0 1-2 ...`` (Pharaoh, 0-based
@@ -775,6 +793,7 @@ def translate_command(
     on a CPU two one-thread workers beat one two-thread worker, whose small matrix products
     spend much of their time handing work between threads. 0 = :func:`default_workers`
     (the cores this process may use / torch threads on the CPU, one on a GPU).
+    ``shortlist`` scores only the model's lexical shortlist (faster, approximate).
     Returns the exit status (2 with a message on stderr for a bad model or option).
     """
     if batch_size < 1:
@@ -786,6 +805,7 @@ def translate_command(
     try:
         DecodeOptions(beam_size=beam_size)
         translator = Translator.load(model, device)
+        lexical = translator.shortlist() if shortlist else None
     except (ValueError, FileNotFoundError, CheckpointError) as e:
         print(f"attnviz translate: {e}", file=sys.stderr)
         return 2
@@ -806,7 +826,8 @@ def translate_command(
 
     def run(idx: list[int]) -> tuple[list[int], list[DecodeResult], float]:
         start = time.perf_counter()
-        results = decode_batch(translator.model, [sources[n][1] for n in idx], options)
+        batch = [sources[n][1] for n in idx]
+        results = decode_batch(translator.model, batch, options, shortlist=lexical)
         return idx, results, (time.perf_counter() - start) * 1000.0
 
     def write(idx: list[int], results: list[DecodeResult], elapsed: float) -> None:

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
@@ -451,3 +452,39 @@ def test_the_contract_maxima_are_served(client: TestClient, models: Models) -> N
     r = client.post("/api/translate/batch", json={"texts": texts, "model": models.attention})
     assert r.status_code == 200
     assert [x["source_tokens"][0] for x in r.json()["results"]] == [t.split()[0] for t in texts]
+
+
+def test_shortlist_option(client: TestClient, models: Models, tmp_path: Path) -> None:
+    """A model with a shortlist says so and decodes with it on request (the same response
+    shape; batch results as alone); one without refuses the option with a 422 naming it."""
+    listed = {m["name"]: m for m in client.get("/api/models").json()["models"]}
+    assert listed[models.attention]["shortlist"] is True
+    texts = SENTENCES[:3]
+    body = {"model": models.attention, "top_k": 3, "shortlist": True}
+    singles = []
+    for text in texts:
+        r = client.post("/api/translate", json={**body, "text": text})
+        assert r.status_code == 200, r.text
+        check_translation(r.json(), top_k=3)
+        singles.append(r.json())
+        if models.bundled:  # a trained model translates these easy sentences alike
+            full = client.post("/api/translate", json={"text": text, "model": models.attention})
+            assert r.json()["translation"] == full.json()["translation"]
+    r = client.post("/api/translate/batch", json={**body, "texts": texts})
+    assert r.status_code == 200, r.text
+    for one, alone in zip(r.json()["results"], singles, strict=True):
+        assert one["target_tokens"] == alone["target_tokens"]
+        np.testing.assert_allclose(one["attention"], alone["attention"], atol=1e-4)
+
+    bare = tmp_path / "models" / "bare"
+    bare.mkdir(parents=True)
+    for name in ("card.json", "model.safetensors"):  # no shortlist.safetensors
+        (bare / name).write_bytes((models.attention_folder / name).read_bytes())
+    with TestClient(create_app(make_settings(bare.parent))) as c:
+        [model] = c.get("/api/models").json()["models"]
+        assert model["shortlist"] is False
+        r = c.post("/api/translate", json={"text": texts[0], "shortlist": True})
+        assert r.status_code == 422
+        [issue] = r.json()["detail"]
+        assert issue["loc"] == ["body", "shortlist"] and "no lexical shortlist" in issue["msg"]
+        assert c.post("/api/translate", json={"text": texts[0]}).status_code == 200

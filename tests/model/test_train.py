@@ -118,7 +118,10 @@ def test_the_model_learns_and_the_card_describes_it(tmp_path: Path) -> None:
     assert progress.best_bleu >= 0
     loaded = load_checkpoint(tmp_path / "m")
     assert loaded.model.config.attention == "additive"
-    for name in ("model.safetensors", "card.json"):  # readable by a service user
+    assert loaded.shortlist is not None  # built from the training pairs when training ends
+    assert loaded.shortlist.info["data"] == str(SAMPLE)
+    assert loaded.shortlist.info["pairs"] == card["data"]["train_pairs"]
+    for name in ("model.safetensors", "card.json", "shortlist.safetensors"):  # service-readable
         assert (tmp_path / "m" / name).stat().st_mode & 0o777 == 0o644
 
 
@@ -131,6 +134,12 @@ def test_corrupted_and_incompatible_checkpoints_are_refused(tmp_path: Path) -> N
     with pytest.raises(CheckpointError, match=r"model\.safetensors"):
         load_checkpoint(folder)
     weights_file.write_bytes(good)
+    shortlist_file = folder / "shortlist.safetensors"
+    shortlist_file.write_bytes(shortlist_file.read_bytes()[:50])
+    with pytest.raises(CheckpointError, match=r"shortlist\.safetensors: not a readable"):
+        load_checkpoint(folder)
+    shortlist_file.unlink()
+    assert load_checkpoint(folder).shortlist is None  # optional
     card = json.loads((folder / "card.json").read_text())
     (folder / "card.json").write_text(json.dumps({**card, "version": 99}))
     with pytest.raises(CheckpointError, match=r"card\.json: version 99"):

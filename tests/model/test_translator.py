@@ -454,3 +454,45 @@ def test_cli_translate_sets_threads(
         assert "--workers must be >= 0" in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)
+
+
+def test_shortlist_option_and_commands(
+    tmp_path: Path, vocabs: tuple[Vocab, Vocab], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a shortlist the option is refused, saying how to build one; ``attnviz
+    shortlist`` builds it from a corpus, the model folder then loads it, and translating
+    with it (Python API and ``attnviz translate --shortlist``) uses only its words."""
+    from attnviz.app.cli import main
+
+    folder = make_folder(tmp_path, vocabs)
+    plain = Translator.load(folder, device="cpu")
+    with pytest.raises(ValueError, match="no lexical shortlist: build one with `attnviz shortlist"):
+        plain.translate(SENTENCES[0], shortlist=True)
+    assert translate_command(
+        str(folder), 1, False, False, 8, "cpu", io.StringIO("Hi.\n"), io.StringIO(),
+        shortlist=True,
+    ) == 2  # fmt: skip
+    assert "no lexical shortlist" in capsys.readouterr().err
+    assert main(["shortlist", "--model", str(folder)]) == 2  # no training data in its card
+    assert "give --data" in capsys.readouterr().err
+
+    args = ["shortlist", "--model", str(folder), "--data", str(SAMPLE.parent), "--per-source", "5"]
+    assert main(args) == 0
+    assert "shortlist.safetensors" in capsys.readouterr().out
+    fast = Translator.load(folder, device="cpu")
+    shortlist = fast.shortlist()
+    assert shortlist.per_source.shape == (len(vocabs[0]), 5)
+    assert shortlist.info["data"] == str(SAMPLE.parent)
+    text = "\n".join(SENTENCES) + "\n"
+    out = io.StringIO()
+    code = translate_command(
+        str(folder), 1, False, False, 2, "cpu", io.StringIO(text), out, shortlist=True
+    )
+    assert code == 0
+    for sentence, line in zip(SENTENCES, out.getvalue().splitlines(), strict=True):
+        t = fast.translate(sentence, shortlist=True, top_k=3)
+        assert line == t.translation
+        allowed = set(shortlist.ids_for([fast._source(sentence)[1]]).tolist())
+        words = [fast.tgt_vocab.id(s.token) for s in t.steps]
+        assert set(words) <= allowed
+        assert all(fast.tgt_vocab.id(c.token) in allowed for s in t.steps for c in s.top_k)

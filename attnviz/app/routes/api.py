@@ -125,6 +125,12 @@ def _params(
 ) -> DecodeParams:
     masked = check_masked(body.masked_source, sources, isinstance(body, BatchTranslateRequest))
     check_prefix(entry.translator, entry.name, body.forced_prefix, body.max_length, sources)
+    if body.shortlist and entry.translator.loaded.shortlist is None:
+        raise InputProblem(
+            ["shortlist"],
+            f"model {entry.name!r} has no lexical shortlist: send shortlist false, or pick a "
+            "model whose `shortlist` is true in GET /api/models",
+        )
     return DecodeParams(
         beam_size=body.beam_size,
         n_best=body.n_best,
@@ -136,6 +142,7 @@ def _params(
         record_beam=body.include_beam and body.beam_size > 1,
         include_heads=body.include_heads,
         include_saliency=body.include_saliency,
+        shortlist=body.shortlist,
     )
 
 
@@ -167,6 +174,7 @@ def _summary(entry: ModelEntry, registry: ModelRegistry) -> dict[str, Any]:
         "parameters": int(card.get("parameters") or entry.translator.model.num_parameters()),
         "metrics": {k: metrics.get(k) for k in ("bleu", "chrf", "aer")},
         "default": entry.name == registry.default_name,
+        "shortlist": entry.translator.loaded.shortlist is not None,
     }
 
 

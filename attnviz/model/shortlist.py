@@ -1,0 +1,181 @@
+"""Lexical shortlists: the target words a sentence's translation may use, so that the
+output layer scores a few hundred words instead of the whole target vocabulary.
+
+This is Marian's ``--shortlist`` (used for fast CPU translation by Bergamot and Firefox
+Translations): at batch 1 the output layer is most of what a decoder step reads (vocab x
+hidden floats, 4.8 of the 6.1 MB of en-fr-additive's fused step), and scoring only the
+shortlist cuts it by ~15x. A shortlist holds
+
+- for each source token, the ``per_source`` target tokens that co-occur with it most
+  strongly in the training pairs (Dice coefficient over sentence pairs), and
+- the ``common`` most frequent target tokens and the special tokens, always.
+
+A sentence's output space is the union over its tokens (plus any target ids that must be
+scorable, e.g. a forced prefix); a batch's output layer scores the union of its sentences'
+spaces, each sentence masked to its own, so a result does not depend on its batch.
+Decoding with a shortlist is an approximation, opt-in: probabilities are normalised over
+the shortlist, so a word outside it can never be chosen or shown among the top-k.
+Attention, given the same tokens, is unchanged.
+``bench/shortlist_check.py`` measures how often the output differs on a test split.
+
+Stored in a model folder as ``shortlist.safetensors`` (no pickle): ``per_source``
+(src_vocab, per_source), -1 where a source token has fewer partners, and ``common`` (n,),
+int16 (int32 for target vocabularies over 32k ids); metadata ``format``/``version`` and
+the build parameters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+from torch import Tensor
+
+SHORTLIST = "shortlist.safetensors"
+FORMAT = "attnviz-shortlist"
+VERSION = "1"
+DEFAULT_PER_SOURCE = 50
+DEFAULT_COMMON = 100
+
+
+class ShortlistError(ValueError):
+    """A shortlist file cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True, eq=False)
+class Shortlist:
+    """Candidate target ids per source id, plus ids that are always candidates."""
+
+    per_source: Tensor  # (src_vocab, per_source) int64, -1 = no candidate
+    common: Tensor  # (n,) int64
+    info: dict[str, Any]  # how it was built (parameters, data), for the model card
+
+    @property
+    def src_vocab_size(self) -> int:
+        return int(self.per_source.size(0))
+
+    def ids_for(
+        self,
+        sources: Sequence[Sequence[int]],
+        extra: Iterable[int] = (),
+        device: torch.device | str = "cpu",
+    ) -> Tensor:
+        """The sorted target ids a batch of sources may produce, (C,) int64 on ``device``:
+        the common ids, every source id's candidates, and ``extra``."""
+        src = torch.tensor(sorted({i for seq in sources for i in seq}), dtype=torch.long)
+        if src.numel() and int(src.max()) >= self.src_vocab_size:
+            raise ValueError(
+                f"source id {int(src.max())} is outside the shortlist's source vocabulary "
+                f"(0..{self.src_vocab_size - 1})"
+            )
+        parts = [self.common, self.per_source[src].flatten(), torch.tensor(list(extra))]
+        ids = torch.unique(torch.cat([p.to(torch.long) for p in parts]))  # sorted
+        return ids[ids >= 0].to(device)
+
+    def to_bytes(self) -> bytes:
+        """The ``shortlist.safetensors`` file's content."""
+        meta = {"format": FORMAT, "version": VERSION, "info": json.dumps(self.info)}
+        small = max(int(self.per_source.max()), int(self.common.max())) < 2**15
+        dtype = torch.int16 if small else torch.int32  # ids of vocabularies up to 32k: int16
+        tensors = {
+            "per_source": self.per_source.to(dtype).contiguous(),
+            "common": self.common.to(dtype).contiguous(),
+        }
+        return save(tensors, metadata=meta)
+
+
+def load_shortlist(directory: Path, src_vocab_size: int, tgt_vocab_size: int) -> Shortlist | None:
+    """The shortlist of a model folder; None when it has none. A file that is not a
+    shortlist for these vocabularies raises ShortlistError naming it."""
+    path = Path(directory) / SHORTLIST
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ShortlistError(f"{path}: not a readable safetensors file ({e})") from e
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise ShortlistError(
+            f"{path}: format {meta.get('format')!r} version {meta.get('version')!r}, "
+            f"expected {FORMAT!r} version {VERSION!r}"
+        )
+    if set(tensors) != {"per_source", "common"}:
+        raise ShortlistError(
+            f"{path}: expected tensors per_source and common, got {sorted(tensors)}"
+        )
+    per_source, common = tensors["per_source"].long(), tensors["common"].long()
+    if per_source.dim() != 2 or per_source.size(0) != src_vocab_size or common.dim() != 1:
+        raise ShortlistError(
+            f"{path}: per_source has shape {tuple(per_source.shape)} and common "
+            f"{tuple(common.shape)}; the model needs ({src_vocab_size}, n) and (n,)"
+        )
+    for name, t in (("per_source", per_source), ("common", common)):
+        if t.numel() and (int(t.min()) < -1 or int(t.max()) >= tgt_vocab_size):
+            raise ShortlistError(
+                f"{path}: {name} holds ids outside the target vocabulary 0..{tgt_vocab_size - 1}"
+            )
+    try:
+        info = json.loads(meta.get("info", "{}"))
+    except json.JSONDecodeError as e:
+        raise ShortlistError(f"{path}: its info metadata is not JSON ({e.msg})") from e
+    return Shortlist(per_source, common, info if isinstance(info, dict) else {})
+
+
+def build_shortlist(
+    pairs: Iterable[tuple[Sequence[int], Sequence[int]]],
+    src_vocab_size: int,
+    tgt_vocab_size: int,
+    special_ids: Sequence[int],
+    *,
+    per_source: int = DEFAULT_PER_SOURCE,
+    common: int = DEFAULT_COMMON,
+    info: dict[str, Any] | None = None,
+) -> Shortlist:
+    """Count, over (source ids, target ids) pairs, in how many pairs each source and
+    target id occur together; keep each source id's ``per_source`` best partners by Dice
+    coefficient ``2 c(s, t) / (c(s) + c(t))`` and the ``common`` most frequent target ids,
+    with ``special_ids``."""
+    if per_source < 1 or common < 0:
+        raise ValueError(f"per_source must be >= 1 and common >= 0, got {per_source}, {common}")
+    cells = src_vocab_size * tgt_vocab_size
+    joint = np.zeros(cells, dtype=np.int64)
+    src_count = np.zeros(src_vocab_size, dtype=np.int64)
+    tgt_count = np.zeros(tgt_vocab_size, dtype=np.int64)
+    chunk: list[np.ndarray] = []
+    n_pairs = 0
+
+    def flush() -> None:
+        if chunk:
+            joint[:] += np.bincount(np.concatenate(chunk), minlength=cells)
+            chunk.clear()
+
+    for src, tgt in pairs:
+        s = np.unique(np.asarray(src, dtype=np.int64))
+        t = np.unique(np.asarray(tgt, dtype=np.int64))
+        src_count[s] += 1
+        tgt_count[t] += 1
+        chunk.append((s[:, None] * tgt_vocab_size + t[None, :]).ravel())
+        n_pairs += 1
+        if len(chunk) >= 4096:
+            flush()
+    flush()
+    if n_pairs == 0:
+        raise ValueError("no pairs to build a shortlist from")
+    co = joint.reshape(src_vocab_size, tgt_vocab_size)
+    dice = 2.0 * co / np.maximum(src_count[:, None] + tgt_count[None, :], 1)
+    k = min(per_source, tgt_vocab_size)
+    best = np.argsort(-dice, axis=1, kind="stable")[:, :k]  # (src_vocab, k)
+    best = np.where(np.take_along_axis(co, best, 1) > 0, best, -1)  # partners seen together
+    frequent = np.argsort(-tgt_count, kind="stable")[:common]
+    always = np.union1d(frequent, np.asarray(special_ids, dtype=np.int64))
+    details = {"per_source": per_source, "common": common, "pairs": n_pairs, **(info or {})}
+    return Shortlist(torch.from_numpy(best), torch.from_numpy(always), details)
