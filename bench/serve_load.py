@@ -74,6 +74,7 @@ class Server:
     models_dir: Path
     micro_batch: bool
     model: str | None
+    shortlist: bool = False  # requests ask for the model's lexical shortlist
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -81,6 +82,11 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def template(self) -> dict[str, object]:
+        """What every translate request asks for, but its text."""
+        return {"model": self.model, "beam_size": 1, "shortlist": self.shortlist}
 
     def start(self, timeout: float = 180.0) -> None:
         self.port = free_port()
@@ -177,13 +183,14 @@ def batch_totals(url: str) -> tuple[float, float]:
     return sentences, batches
 
 
-def body(text: str, model: str | None) -> dict[str, object]:
-    return {"text": text, "model": model, "beam_size": 1}
+def body(text: str, template: dict[str, object]) -> dict[str, object]:
+    """A translate request: ``template`` (model and options) with ``text``."""
+    return {**template, "text": text}
 
 
 async def _clients(
     url: str,
-    model: str | None,
+    template: dict[str, object],
     texts: Sequence[str],
     ids: Sequence[int],
     stride: int,
@@ -212,7 +219,8 @@ async def _clients(
                 sent += 1
                 t0 = time.perf_counter()
                 try:
-                    r = await client.post("/api/translate", json=body(texts[i % len(texts)], model))
+                    request = body(texts[i % len(texts)], template)
+                    r = await client.post("/api/translate", json=request)
                     ok = r.status_code == 200 and r.json().get("attention") is not None
                 except httpx.HTTPError:
                     ok = False
@@ -232,7 +240,7 @@ async def _clients(
 
 def _clients_process(
     url: str,
-    model: str | None,
+    template: dict[str, object],
     texts: Sequence[str],
     ids: Sequence[int],
     stride: int,
@@ -240,12 +248,12 @@ def _clients_process(
     seconds: float,
     max_requests: int,
 ) -> tuple[list[float], int, float]:
-    return asyncio.run(_clients(url, model, texts, ids, stride, start_at, seconds, max_requests))
+    return asyncio.run(_clients(url, template, texts, ids, stride, start_at, seconds, max_requests))
 
 
 def closed_loop(
     url: str,
-    model: str | None,
+    template: dict[str, object],
     texts: Sequence[str],
     clients: int,
     seconds: float,
@@ -259,14 +267,14 @@ def closed_loop(
     groups = [list(range(p, clients, procs)) for p in range(procs)]
     per = max(1, max_requests // procs)
     if procs == 1:
-        return _clients_process(url, model, texts, groups[0], clients, start_at, seconds, per)
+        return _clients_process(url, template, texts, groups[0], clients, start_at, seconds, per)
     latencies: list[float] = []
     errors = 0
     elapsed = 0.0
     with ProcessPoolExecutor(procs) as pool:
         futures = [
             pool.submit(
-                _clients_process, url, model, texts, g, clients, start_at + 2.0, seconds, per
+                _clients_process, url, template, texts, g, clients, start_at + 2.0, seconds, per
             )
             for g in groups
         ]
@@ -296,12 +304,12 @@ end
 
 
 def wrk_loop(
-    url: str, model: str | None, texts: Sequence[str], clients: int, seconds: float
+    url: str, template: dict[str, object], texts: Sequence[str], clients: int, seconds: float
 ) -> Result:
     """``clients`` closed-loop connections from wrk (one thread, in C: a load generator
     that leaves the 2 cores to the server), cycling through ``texts``. wrk checks the
     status only and reports percentiles, not every latency."""
-    payloads = [json.dumps(body(t, model)) for t in texts]  # ASCII: non-ASCII is escaped
+    payloads = [json.dumps(body(t, template)) for t in texts]  # ASCII: non-ASCII is escaped
     bodies = ",".join(f"[==[{p}]==]" for p in payloads if "]==]" not in p)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(WRK_SCRIPT % bodies)
@@ -337,13 +345,14 @@ def run_level(
     """One concurrency level for ``seconds``: wrk's connections, or closed-loop Python
     clients in ``procs`` processes (at most ``cap`` requests)."""
     if wrk:
-        return wrk_loop(server.url, server.model, texts, clients, seconds)
-    lat, err, elapsed = closed_loop(server.url, server.model, texts, clients, seconds, cap, procs)
+        return wrk_loop(server.url, server.template, texts, clients, seconds)
+    template = server.template
+    lat, err, elapsed = closed_loop(server.url, template, texts, clients, seconds, cap, procs)
     return Result("concurrent clients", clients, elapsed, lat, err)
 
 
 def single(server: Server, text: str, n: int) -> Result:
-    payload = body(text, server.model)
+    payload = body(text, server.template)
     latencies: list[float] = []
     errors = 0
     with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as client:
@@ -387,6 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--no-off", action="store_true", help="skip the batching-off runs")
     p.add_argument(
+        "--shortlist", action="store_true", help="requests use the model's lexical shortlist"
+    )
+    p.add_argument(
         "--wrk",
         action="store_true",
         help="drive the concurrent levels with wrk (Debian's package; a load generator in C)",
@@ -402,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     soak: dict[str, float] = {}
     modes = [True] if args.no_off else [True, False]
     for micro in modes:
-        server = Server(args.models_dir, micro, args.model)
+        server = Server(args.models_dir, micro, args.model, args.shortlist)
         server.start()
         label = "on" if micro else "off"
         print(f"server on {server.url}, model {server.model}, micro-batching {label}", flush=True)
@@ -425,11 +437,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.append(r)
                 print_table([r])
             if micro and args.soak > 0:
-                closed_loop(server.url, server.model, pool, 64, 10.0, 100_000, args.client_procs)
+                closed_loop(server.url, server.template, pool, 64, 10.0, 100_000, args.client_procs)
                 before = server.rss_mb()
                 lat, err, elapsed = closed_loop(
                     server.url,
-                    server.model,
+                    server.template,
                     pool,
                     64,
                     args.soak * 60,

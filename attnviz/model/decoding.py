@@ -394,25 +394,21 @@ class _OutputSpace:
         """The space for a batch: every target id, or each source's shortlist plus
         ``extra``, ids that must be scorable: a forced prefix (for every row), or forced
         targets (batch, length) (each row its own)."""
+        vocab = model.config.tgt_vocab_size
         if shortlist is None:
-            return cls(model.config.tgt_vocab_size, None, None)
+            return cls(vocab, None, None)
         if isinstance(extra, Tensor):
             rows_extra = [row.tolist() for row in extra.cpu()]
         else:
             rows_extra = [list(extra)] * len(prep.sources)
-        own = [
-            shortlist.ids_for([src], more, prep.device)
-            for src, more in zip(prep.sources, rows_extra, strict=True)
-        ]
-        ids = torch.unique(torch.cat(own))  # (size,) sorted
-        allowed = torch.zeros(len(own), ids.numel(), dtype=torch.bool, device=prep.device)
-        for row, row_ids in enumerate(own):
-            allowed[row, torch.searchsorted(ids, row_ids)] = True
+        allowed = shortlist.allowed(prep.sources, vocab, rows_extra)  # (batch, vocab)
+        ids = allowed.any(0).nonzero().squeeze(1)  # (size,) sorted: the batch's union
+        allowed = allowed[:, ids]  # (batch, size)
         bias = None
         if not bool(allowed.all()):
-            bias = torch.zeros(allowed.shape, device=prep.device)
-            bias.masked_fill_(~allowed, float("-inf"))
-        return cls(int(ids.numel()), ids, bias)
+            bias = torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf"))
+            bias = bias.to(prep.device)
+        return cls(int(ids.numel()), ids.to(prep.device), bias)
 
     def rows(self, expand: Tensor) -> _OutputSpace:
         """The space for rows ``expand`` of the batch (beam search: each sentence's beam)."""

@@ -61,23 +61,38 @@ class Shortlist:
     def src_vocab_size(self) -> int:
         return int(self.per_source.size(0))
 
-    def ids_for(
+    def allowed(
         self,
         sources: Sequence[Sequence[int]],
-        extra: Iterable[int] = (),
-        device: torch.device | str = "cpu",
+        vocab_size: int,
+        extra: Sequence[Sequence[int]] | None = None,
     ) -> Tensor:
-        """The sorted target ids a batch of sources may produce, (C,) int64 on ``device``:
-        the common ids, every source id's candidates, and ``extra``."""
-        src = torch.tensor(sorted({i for seq in sources for i in seq}), dtype=torch.long)
-        if src.numel() and int(src.max()) >= self.src_vocab_size:
+        """(batch, vocab_size) bool, on the CPU: row b is True at the target ids sentence b
+        may produce: the common ids, its source ids' candidates, and ``extra[b]``."""
+        longest = max(len(s) for s in sources)
+        host = np.full((len(sources), longest), -1, dtype=np.int64)
+        for row, seq in enumerate(sources):
+            host[row, : len(seq)] = seq
+        src = torch.from_numpy(host)  # (batch, longest), -1 = none
+        if int(src.max()) >= self.src_vocab_size:
             raise ValueError(
                 f"source id {int(src.max())} is outside the shortlist's source vocabulary "
                 f"(0..{self.src_vocab_size - 1})"
             )
-        parts = [self.common, self.per_source[src].flatten(), torch.tensor(list(extra))]
-        ids = torch.unique(torch.cat([p.to(torch.long) for p in parts]))  # sorted
-        return ids[ids >= 0].to(device)
+        cand = self.per_source[src.clamp(min=0)]  # (batch, longest, per_source)
+        cand = cand.masked_fill((src < 0).unsqueeze(-1), -1).flatten(1)
+        mask = torch.zeros(len(sources), vocab_size + 1, dtype=torch.bool)  # last: "none"
+        mask.scatter_(1, torch.where(cand >= 0, cand, vocab_size), True)
+        mask[:, self.common] = True
+        for row, ids in enumerate(extra or ()):
+            mask[row, list(ids)] = True
+        return mask[:, :vocab_size]
+
+    def ids_for(self, sources: Sequence[Sequence[int]], extra: Sequence[int] = ()) -> Tensor:
+        """The sorted target ids (C,) int64 any of ``sources`` may produce, and ``extra``."""
+        top = max(int(self.per_source.max()), int(self.common.max()), *extra, 0)
+        mask = self.allowed(sources, top + 1, [extra] * len(sources))
+        return mask.any(0).nonzero().squeeze(1)
 
     def to_bytes(self) -> bytes:
         """The ``shortlist.safetensors`` file's content."""
