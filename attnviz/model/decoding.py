@@ -402,13 +402,13 @@ class _OutputSpace:
         else:
             rows_extra = [list(extra)] * len(prep.sources)
         allowed = shortlist.allowed(prep.sources, vocab, rows_extra)  # (batch, vocab)
-        ids = allowed.any(0).nonzero().squeeze(1)  # (size,) sorted: the batch's union
-        allowed = allowed[:, ids]  # (batch, size)
+        ids = np.flatnonzero(allowed.any(0))  # (size,) sorted: the batch's union
+        own = allowed[:, ids]  # (batch, size)
         bias = None
-        if not bool(allowed.all()):
-            bias = torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf"))
+        if not own.all():
+            bias = torch.from_numpy(np.where(own, 0.0, -np.inf).astype(np.float32))
             bias = bias.to(prep.device)
-        return cls(int(ids.numel()), ids.to(prep.device), bias)
+        return cls(len(ids), torch.from_numpy(ids).to(prep.device), bias)
 
     def rows(self, expand: Tensor) -> _OutputSpace:
         """The space for rows ``expand`` of the batch (beam search: each sentence's beam)."""
@@ -533,6 +533,7 @@ class _FusedWeights:
     hh_t: Tensor  # (h, 3h)
     rh_t: Tensor  # (h, h) readout weights of the decoder state
     out_t: Tensor  # (h, vocab)
+    out_rows: Tensor  # (vocab, h) the output layer's own weight: shortlists gather its rows
     b_ih: Tensor  # (3h,)
     b_hh: Tensor  # (3h,)
     b_r: Tensor  # (h,)
@@ -624,11 +625,19 @@ def _build_fused_weights(model: Seq2Seq, key_dim: int) -> _FusedWeights:
         hh_t=cell.weight_hh.t().contiguous(),
         rh_t=rh_t,
         out_t=output.weight.t().contiguous(),
+        out_rows=output.weight,
         b_ih=cell.bias_ih,
         b_hh=cell.bias_hh,
         b_r=readout.bias,
         b_out=output.bias,
     )
+
+
+def _columns(rows: Tensor, ids: Tensor) -> Tensor:
+    """(in, len(ids)): the output layer's columns for ``ids``, from its (vocab, in) weight:
+    gathering whole rows, then transposing, is ~4x faster than gathering columns of the
+    (in, vocab) copy (1 KB reads instead of 4-byte ones)."""
+    return rows.index_select(0, ids).t().contiguous()
 
 
 class _FusedStepper(_Stepper):
@@ -654,7 +663,7 @@ class _FusedStepper(_Stepper):
         # (h, space) and (space,) or, with shortlists, (rows, space): each row's own bias
         self.out_t, self.b_out = self.w.out_t, self.w.b_out
         if space.ids is not None:  # shortlists: only their columns of the output layer
-            self.out_t = self.w.out_t.index_select(1, space.ids)
+            self.out_t = _columns(self.w.out_rows, space.ids)
             self.b_out = self.w.b_out.index_select(0, space.ids)
         if space.bias is not None:
             self.b_out = self.b_out + space.bias
@@ -777,6 +786,7 @@ class _FusedTransformer:
     positions: Tensor  # (_POSITIONS, dim) sinusoids of the first target positions
     final_norm: tuple[Tensor, Tensor]
     out_t: Tensor  # (dim, vocab)
+    out_rows: Tensor  # (vocab, dim) the output layer's own weight: shortlists gather its rows
 
 
 _POSITIONS = DEFAULT_MAX_LENGTH_CAP + 1  # later positions are computed when reached
@@ -823,6 +833,7 @@ def _build_transformer_weights(model: Transformer) -> _FusedTransformer:
         positions=sinusoids(torch.arange(_POSITIONS, device=device), cfg.hidden_dim),
         final_norm=(model.decoder_norm.weight, model.decoder_norm.bias),
         out_t=model.output.weight.t().contiguous(),
+        out_rows=model.output.weight,
     )
 
 
@@ -843,7 +854,7 @@ class _FusedTransformerStepper(_Stepper):
         self.w = _transformer_weights(model)
         # (dim, space): shortlists' columns of the output layer, or all of it; (rows, space)
         # each row's own shortlist's bias, or None
-        self.out_t = self.w.out_t if space.ids is None else self.w.out_t.index_select(1, space.ids)
+        self.out_t = self.w.out_t if space.ids is None else _columns(self.w.out_rows, space.ids)
         self.out_bias = space.bias
         cfg = model.config
         self.dim, self.heads = cfg.hidden_dim, cfg.attention_heads

@@ -66,24 +66,25 @@ class Shortlist:
         sources: Sequence[Sequence[int]],
         vocab_size: int,
         extra: Sequence[Sequence[int]] | None = None,
-    ) -> Tensor:
-        """(batch, vocab_size) bool, on the CPU: row b is True at the target ids sentence b
-        may produce: the common ids, its source ids' candidates, and ``extra[b]``."""
-        longest = max(len(s) for s in sources)
-        host = np.full((len(sources), longest), -1, dtype=np.int64)
+    ) -> np.ndarray:
+        """(batch, vocab_size) bool: row b is True at the target ids sentence b may
+        produce: the common ids, its source ids' candidates, and ``extra[b]``. In numpy:
+        a dozen small operations, ~20x faster than the same in torch at batch 1."""
+        batch = len(sources)
+        src = np.full((batch, max(len(s) for s in sources)), -1, dtype=np.int64)
         for row, seq in enumerate(sources):
-            host[row, : len(seq)] = seq
-        src = torch.from_numpy(host)  # (batch, longest), -1 = none
+            src[row, : len(seq)] = seq
         if int(src.max()) >= self.src_vocab_size:
             raise ValueError(
                 f"source id {int(src.max())} is outside the shortlist's source vocabulary "
                 f"(0..{self.src_vocab_size - 1})"
             )
-        cand = self.per_source[src.clamp(min=0)]  # (batch, longest, per_source)
-        cand = cand.masked_fill((src < 0).unsqueeze(-1), -1).flatten(1)
-        mask = torch.zeros(len(sources), vocab_size + 1, dtype=torch.bool)  # last: "none"
-        mask.scatter_(1, torch.where(cand >= 0, cand, vocab_size), True)
-        mask[:, self.common] = True
+        cand = self.per_source.numpy()[np.maximum(src, 0)]  # (batch, longest, per_source)
+        cand[src < 0] = -1
+        cand = cand.reshape(batch, -1)
+        mask = np.zeros((batch, vocab_size + 1), dtype=bool)  # the last column: "none"
+        mask[np.arange(batch)[:, None], np.where(cand >= 0, cand, vocab_size)] = True
+        mask[:, self.common.numpy()] = True
         for row, ids in enumerate(extra or ()):
             mask[row, list(ids)] = True
         return mask[:, :vocab_size]
@@ -92,7 +93,7 @@ class Shortlist:
         """The sorted target ids (C,) int64 any of ``sources`` may produce, and ``extra``."""
         top = max(int(self.per_source.max()), int(self.common.max()), *extra, 0)
         mask = self.allowed(sources, top + 1, [extra] * len(sources))
-        return mask.any(0).nonzero().squeeze(1)
+        return torch.from_numpy(np.flatnonzero(mask.any(0)))
 
     def to_bytes(self) -> bytes:
         """The ``shortlist.safetensors`` file's content."""

@@ -58,7 +58,7 @@ def test_build_keeps_each_source_words_strongest_partners_and_the_frequent_words
     ids = sl.ids_for([[5], [0]], extra=[24])
     assert ids.tolist() == [0, 1, 2, 3, 10, 20, 24]  # sorted, unique, no -1
     rows = sl.allowed([[5, 5], [6]], 25, extra=[[], [24]])  # each sentence its own
-    assert [row.nonzero().squeeze(1).tolist() for row in rows] == [
+    assert [np.flatnonzero(row).tolist() for row in rows] == [
         [0, 1, 2, 3, 10, 20],
         [0, 1, 2, 3, 12, 20, 24],
     ]
