@@ -436,6 +436,11 @@ class ModelCard(ModelSummary):
     steps: int | None = None
     valid_bleu: float | None = None
     data: dict[str, Any] | None = None
+    shortlist_info: dict[str, Any] | None = Field(
+        default=None,
+        description="how the lexical shortlist was built: target words kept per source word "
+        "(`per_source`), frequent words always kept (`common`), training pairs counted",
+    )
 
 
 class FailedModel(BaseModel):

@@ -459,6 +459,8 @@ def test_shortlist_option(client: TestClient, models: Models, tmp_path: Path) ->
     shape; batch results as alone); one without refuses the option with a 422 naming it."""
     listed = {m["name"]: m for m in client.get("/api/models").json()["models"]}
     assert listed[models.attention]["shortlist"] is True
+    info = client.get(f"/api/models/{models.attention}").json()["shortlist_info"]
+    assert info["per_source"] == 50 and info["common"] == 100 and info["pairs"] > 0
     texts = SENTENCES[:3]
     body = {"model": models.attention, "top_k": 3, "shortlist": True}
     singles = []
@@ -483,6 +485,7 @@ def test_shortlist_option(client: TestClient, models: Models, tmp_path: Path) ->
     with TestClient(create_app(make_settings(bare.parent))) as c:
         [model] = c.get("/api/models").json()["models"]
         assert model["shortlist"] is False
+        assert c.get(f"/api/models/{model['name']}").json()["shortlist_info"] is None
         r = c.post("/api/translate", json={"text": texts[0], "shortlist": True})
         assert r.status_code == 422
         [issue] = r.json()["detail"]

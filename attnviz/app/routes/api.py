@@ -296,6 +296,7 @@ async def model_card(name: str, registry: RegistryDep) -> dict[str, Any]:
     """A model's card: config, metrics, BLEU by source length, training curve."""
     entry = registry.get(name)
     card = entry.card
+    shortlist = entry.translator.loaded.shortlist
     summary = _summary(entry, registry)
     summary["metrics"] = dict(card.get("metrics") or {})  # every metric of the card
     return {
@@ -311,6 +312,7 @@ async def model_card(name: str, registry: RegistryDep) -> dict[str, Any]:
         "steps": card.get("steps"),
         "valid_bleu": card.get("valid_bleu"),
         "data": card.get("data"),
+        "shortlist_info": None if shortlist is None else shortlist.info,
     }
 
 
