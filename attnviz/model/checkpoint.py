@@ -30,7 +30,12 @@ from torch import Tensor, nn
 
 from attnviz.model.config import ModelConfig
 from attnviz.model.factory import NMTModel, build_model
-from attnviz.model.shortlist import Shortlist, ShortlistError, load_shortlist
+from attnviz.model.shortlist import (
+    Shortlist,
+    ShortlistError,
+    load_shortlist,
+    vocab_fingerprint,
+)
 from attnviz.model.vocab import Vocab, VocabError
 
 FORMAT = "attnviz-model"
@@ -230,7 +235,10 @@ def load_checkpoint(directory: Path | str, device: torch.device | str = "cpu") -
             raise CheckpointError(f"{weights}: {key} holds NaN or infinite values")
     load_unique_state(model, {k: v.to(expected[k].dtype) for k, v in state.items()})
     try:
-        shortlist = load_shortlist(directory, config.src_vocab_size, config.tgt_vocab_size)
+        fingerprint = vocab_fingerprint(src_vocab.tokens, tgt_vocab.tokens)
+        shortlist = load_shortlist(
+            directory, config.src_vocab_size, config.tgt_vocab_size, fingerprint
+        )
     except ShortlistError as e:
         raise CheckpointError(str(e)) from e
     model.to(device).eval()

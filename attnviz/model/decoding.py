@@ -68,6 +68,7 @@ from attnviz.model.transformer import (
     TransformerState,
     sinusoids,
 )
+from attnviz.model.vocab import UNK_ID
 
 DEFAULT_MAX_LENGTH_CAP = 256  # the default max_length (2 * src_len + 10) is capped here
 
@@ -377,11 +378,13 @@ class _OutputSpace:
     = id), or the union of a batch's shortlists (column c scores id ``ids[c]``), with
     ``bias`` (batch, size) 0 where the sentence's own shortlist holds the column's id and
     -inf elsewhere, so that each sentence is scored over its own shortlist: its result
-    does not depend on the rest of the batch."""
+    does not depend on the rest of the batch. The special tokens are always scored (as by
+    the full output layer: a sentence can always end)."""
 
     size: int
     ids: Tensor | None  # (size,) int64, sorted
     bias: Tensor | None  # (batch, size) 0 | -inf; None: every row scores every column
+    sizes: list[int] | None  # each sentence's own shortlist size; None: the vocabulary
 
     @classmethod
     def of(
@@ -389,31 +392,33 @@ class _OutputSpace:
         model: NMTModel,
         shortlist: Shortlist | None,
         prep: _Prepared,
-        extra: Sequence[int] | Tensor = (),
+        extra: Sequence[Sequence[int]],
     ) -> _OutputSpace:
         """The space for a batch: every target id, or each source's shortlist plus
-        ``extra``, ids that must be scorable: a forced prefix (for every row), or forced
-        targets (batch, length) (each row its own)."""
-        vocab = model.config.tgt_vocab_size
+        ``extra[b]``, ids row b must be able to score (a forced prefix, forced targets)."""
+        cfg = model.config
         if shortlist is None:
-            return cls(vocab, None, None)
-        if isinstance(extra, Tensor):
-            rows_extra = [row.tolist() for row in extra.cpu()]
-        else:
-            rows_extra = [list(extra)] * len(prep.sources)
-        allowed = shortlist.allowed(prep.sources, vocab, rows_extra)  # (batch, vocab)
+            return cls(cfg.tgt_vocab_size, None, None, None)
+        allowed = shortlist.allowed(prep.sources, cfg.tgt_vocab_size, extra)
+        allowed[:, [cfg.pad_id, UNK_ID, cfg.bos_id, cfg.eos_id]] = True  # (batch, vocab)
         ids = np.flatnonzero(allowed.any(0))  # (size,) sorted: the batch's union
         own = allowed[:, ids]  # (batch, size)
         bias = None
         if not own.all():
-            bias = torch.from_numpy(np.where(own, 0.0, -np.inf).astype(np.float32))
-            bias = bias.to(prep.device)
-        return cls(len(ids), torch.from_numpy(ids).to(prep.device), bias)
+            dtype = next(model.parameters()).dtype  # the output layer's
+            bias = torch.from_numpy(np.where(own, 0.0, -np.inf)).to(prep.device, dtype)
+        sizes = own.sum(1).tolist()
+        return cls(len(ids), torch.from_numpy(ids).to(prep.device), bias, sizes)
 
     def rows(self, expand: Tensor) -> _OutputSpace:
         """The space for rows ``expand`` of the batch (beam search: each sentence's beam)."""
         bias = None if self.bias is None else self.bias.index_select(0, expand)
-        return _OutputSpace(self.size, self.ids, bias)
+        return _OutputSpace(self.size, self.ids, bias, self.sizes)
+
+    def top_k(self, k: int, sentence: int) -> int:
+        """How many of the ``k`` best candidates sentence ``sentence`` reports: at most its
+        own shortlist's size (the other columns are the rest of the batch's, at -inf)."""
+        return k if self.sizes is None else min(k, self.sizes[sentence])
 
     def to_vocab(self, columns: Tensor) -> Tensor:
         return columns if self.ids is None else self.ids[columns]
@@ -981,6 +986,7 @@ def _greedy_core(
     *,
     forced: Tensor | None,
     forced_lens: list[int] | None,
+    forced_ids: Sequence[Sequence[int]],
     stop_at_eos: bool,
     top_k: int,
     length_penalty: float,
@@ -994,7 +1000,7 @@ def _greedy_core(
     cfg = model.config
     device = prep.device
     batch = prep.src.size(0)
-    space = _OutputSpace.of(model, shortlist, prep, () if forced is None else forced)
+    space = _OutputSpace.of(model, shortlist, prep, forced_ids)
     enc = model.encode(prep.src, prep.src_mask)
     stepper = _stepper(model, enc, prep.blocked, fast, space)
     max_lens = prep.max_lens
@@ -1100,6 +1106,7 @@ def _greedy_core(
                     n = j + 1
                     break
         att_b = gather(b, "att")
+        k_b = space.top_k(k, b)
         top_ids_b = gather(b, "top_ids")
         top_p_b = gather(b, "top_p")
         lp_row = lps_b[:n]
@@ -1112,8 +1119,8 @@ def _greedy_core(
             score=score,
             norm_score=_length_norm(score, n, length_penalty),
             finished=n > 0 and row[n - 1] == eos,
-            top_k_ids=None if top_ids_b is None else np.ascontiguousarray(top_ids_b[:n]),
-            top_k_probs=None if top_p_b is None else np.ascontiguousarray(top_p_b[:n]),
+            top_k_ids=None if top_ids_b is None else np.ascontiguousarray(top_ids_b[:n, :k_b]),
+            top_k_probs=None if top_p_b is None else np.ascontiguousarray(top_p_b[:n, :k_b]),
             forced_steps=min(n, n_forced if forced_lens is None else forced_lens[b]),
         )
         results.append(DecodeResult((hyp,), prep.sources[b]))
@@ -1149,6 +1156,7 @@ def greedy_search(
         prep,
         forced=forced_t,
         forced_lens=None,
+        forced_ids=[prefix] * len(prep.sources),
         stop_at_eos=True,
         top_k=options.top_k,
         length_penalty=options.length_penalty,
@@ -1199,6 +1207,7 @@ def forced_batch(
         prep,
         forced=forced_t,
         forced_lens=lens,
+        forced_ids=tgt_lists,
         stop_at_eos=False,
         top_k=opts.top_k,
         length_penalty=opts.length_penalty,
@@ -1290,7 +1299,7 @@ def beam_search(
     device = prep.device
     batch = len(prep.sources)
     beam = options.beam_size
-    space = _OutputSpace.of(model, shortlist, prep, prefix)
+    space = _OutputSpace.of(model, shortlist, prep, [prefix] * batch)
     vocab = space.size  # the columns scored: the vocabulary or the shortlist
     rows = batch * beam  # at the first step; finished sentences then leave
     n_cand = min(2 * beam, beam * vocab)
@@ -1395,7 +1404,8 @@ def beam_search(
         host["top_probs"] = np.exp(host.pop("top_lps"))
     results = []
     for b in range(batch):
-        results.append(_finalize_beam(b, host, prep, options, cfg.bos_id, eos, beam))
+        top_k_b = space.top_k(k, b)
+        results.append(_finalize_beam(b, host, prep, options, cfg.bos_id, eos, beam, top_k_b))
     return results
 
 
@@ -1407,8 +1417,10 @@ def _finalize_beam(
     bos: int,
     eos: int,
     beam: int,
+    top_k: int,
 ) -> DecodeResult:
-    """Collect sentence ``b``'s hypotheses (and tree) from the recorded steps."""
+    """Collect sentence ``b``'s hypotheses (and tree) from the recorded steps (``top_k``
+    candidates a step: at most its own shortlist's size)."""
     scores = host["score"][:, b]  # (steps, C)
     tokens = host["token"][:, b]
     parents = host["parent"][:, b]
@@ -1466,8 +1478,8 @@ def _finalize_beam(
                 score=score,
                 norm_score=_length_norm(score, n, alpha),
                 finished=bool(toks[-1] == eos),
-                top_k_ids=top_ids[steps, rows] if top_ids is not None else None,
-                top_k_probs=top_probs[steps, rows] if top_probs is not None else None,
+                top_k_ids=top_ids[steps, rows, :top_k] if top_ids is not None else None,
+                top_k_probs=top_probs[steps, rows, :top_k] if top_probs is not None else None,
                 node_ids=tuple(node_of[p] for p in path) if node_of is not None else None,
                 forced_steps=min(n, len(options.forced_prefix)),
             )

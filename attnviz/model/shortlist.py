@@ -10,9 +10,11 @@ shortlist cuts it by ~15x. A shortlist holds
   strongly in the training pairs (Dice coefficient over sentence pairs), and
 - the ``common`` most frequent target tokens and the special tokens, always.
 
-A sentence's output space is the union over its tokens (plus any target ids that must be
-scorable, e.g. a forced prefix); a batch's output layer scores the union of its sentences'
-spaces, each sentence masked to its own, so a result does not depend on its batch.
+A sentence's output space is the union over its tokens, the special tokens (decoding adds
+them whatever the file holds, so a sentence can always end) and any target ids that must
+be scorable (a forced prefix, forced targets); a batch's output layer scores the union of
+its sentences' spaces, each sentence masked to its own, so a result does not depend on its
+batch (top-k included: a sentence reports at most its own space's size).
 Decoding with a shortlist is an approximation, opt-in: probabilities are normalised over
 the shortlist, so a word outside it can never be chosen or shown among the top-k.
 Attention, given the same tokens, is unchanged.
@@ -20,12 +22,15 @@ Attention, given the same tokens, is unchanged.
 
 Stored in a model folder as ``shortlist.safetensors`` (no pickle): ``per_source``
 (src_vocab, per_source), -1 where a source token has fewer partners, and ``common`` (n,),
-int16 (int32 for target vocabularies over 32k ids); metadata ``format``/``version`` and
+int16 (int32 for target vocabularies over 32k ids); metadata ``format``/``version``,
+``vocab`` (:func:`vocab_fingerprint` of the vocabularies it was built for: a shortlist
+left from another model or run is refused, and a fresh training run deletes it first) and
 the build parameters.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -55,6 +60,7 @@ class Shortlist:
 
     per_source: Tensor  # (src_vocab, per_source) int64, -1 = no candidate
     common: Tensor  # (n,) int64
+    vocab: str  # vocab_fingerprint() of the vocabularies it was built for
     info: dict[str, Any]  # how it was built (parameters, data), for the model card
 
     @property
@@ -97,7 +103,12 @@ class Shortlist:
 
     def to_bytes(self) -> bytes:
         """The ``shortlist.safetensors`` file's content."""
-        meta = {"format": FORMAT, "version": VERSION, "info": json.dumps(self.info)}
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "vocab": self.vocab,
+            "info": json.dumps(self.info),
+        }
         small = max(int(self.per_source.max()), int(self.common.max())) < 2**15
         dtype = torch.int16 if small else torch.int32  # ids of vocabularies up to 32k: int16
         tensors = {
@@ -107,9 +118,12 @@ class Shortlist:
         return save(tensors, metadata=meta)
 
 
-def load_shortlist(directory: Path, src_vocab_size: int, tgt_vocab_size: int) -> Shortlist | None:
+def load_shortlist(
+    directory: Path, src_vocab_size: int, tgt_vocab_size: int, vocab: str
+) -> Shortlist | None:
     """The shortlist of a model folder; None when it has none. A file that is not a
-    shortlist for these vocabularies raises ShortlistError naming it."""
+    shortlist for these vocabularies (``vocab``: their :func:`vocab_fingerprint`) raises
+    ShortlistError naming it."""
     path = Path(directory) / SHORTLIST
     if not path.is_file():
         return None
@@ -124,10 +138,18 @@ def load_shortlist(directory: Path, src_vocab_size: int, tgt_vocab_size: int) ->
             f"{path}: format {meta.get('format')!r} version {meta.get('version')!r}, "
             f"expected {FORMAT!r} version {VERSION!r}"
         )
+    if meta.get("vocab") != vocab:
+        raise ShortlistError(
+            f"{path}: built for other vocabularies than the model's (fingerprint "
+            f"{meta.get('vocab')!r}, the model's {vocab!r}); rebuild it with attnviz shortlist"
+        )
     if set(tensors) != {"per_source", "common"}:
         raise ShortlistError(
             f"{path}: expected tensors per_source and common, got {sorted(tensors)}"
         )
+    for name, t in tensors.items():
+        if t.dtype not in (torch.int16, torch.int32, torch.int64) or t.numel() == 0:
+            raise ShortlistError(f"{path}: {name} must be a non-empty integer tensor, got {t}")
     per_source, common = tensors["per_source"].long(), tensors["common"].long()
     if per_source.dim() != 2 or per_source.size(0) != src_vocab_size or common.dim() != 1:
         raise ShortlistError(
@@ -135,7 +157,8 @@ def load_shortlist(directory: Path, src_vocab_size: int, tgt_vocab_size: int) ->
             f"{tuple(common.shape)}; the model needs ({src_vocab_size}, n) and (n,)"
         )
     for name, t in (("per_source", per_source), ("common", common)):
-        if t.numel() and (int(t.min()) < -1 or int(t.max()) >= tgt_vocab_size):
+        low = -1 if name == "per_source" else 0
+        if int(t.min()) < low or int(t.max()) >= tgt_vocab_size:
             raise ShortlistError(
                 f"{path}: {name} holds ids outside the target vocabulary 0..{tgt_vocab_size - 1}"
             )
@@ -143,7 +166,7 @@ def load_shortlist(directory: Path, src_vocab_size: int, tgt_vocab_size: int) ->
         info = json.loads(meta.get("info", "{}"))
     except json.JSONDecodeError as e:
         raise ShortlistError(f"{path}: its info metadata is not JSON ({e.msg})") from e
-    return Shortlist(per_source, common, info if isinstance(info, dict) else {})
+    return Shortlist(per_source, common, vocab, info if isinstance(info, dict) else {})
 
 
 def build_shortlist(
@@ -152,27 +175,39 @@ def build_shortlist(
     tgt_vocab_size: int,
     special_ids: Sequence[int],
     *,
+    vocab: str,
     per_source: int = DEFAULT_PER_SOURCE,
     common: int = DEFAULT_COMMON,
     info: dict[str, Any] | None = None,
 ) -> Shortlist:
     """Count, over (source ids, target ids) pairs, in how many pairs each source and
     target id occur together; keep each source id's ``per_source`` best partners by Dice
-    coefficient ``2 c(s, t) / (c(s) + c(t))`` and the ``common`` most frequent target ids,
-    with ``special_ids``."""
+    coefficient ``2 c(s, t) / (c(s) + c(t))`` (ties: the smaller id) and the ``common``
+    most frequent target ids, with ``special_ids``. ``vocab`` is the vocabularies'
+    :func:`vocab_fingerprint`.
+
+    The counts are sparse (only pairs of ids seen together), merged chunk by chunk, so
+    memory follows the corpus's distinct co-occurrences, not source x target vocabulary."""
     if per_source < 1 or common < 0:
         raise ValueError(f"per_source must be >= 1 and common >= 0, got {per_source}, {common}")
-    cells = src_vocab_size * tgt_vocab_size
-    joint = np.zeros(cells, dtype=np.int64)
     src_count = np.zeros(src_vocab_size, dtype=np.int64)
     tgt_count = np.zeros(tgt_vocab_size, dtype=np.int64)
+    counted: list[tuple[np.ndarray, np.ndarray]] = []  # (keys s * T + t, counts), sorted
     chunk: list[np.ndarray] = []
     n_pairs = 0
 
+    def merge() -> None:
+        if len(counted) > 1:
+            keys, inverse = np.unique(np.concatenate([k for k, _ in counted]), return_inverse=True)
+            weights = np.concatenate([c for _, c in counted])
+            counted[:] = [(keys, np.bincount(inverse, weights=weights).astype(np.int64))]
+
     def flush() -> None:
         if chunk:
-            joint[:] += np.bincount(np.concatenate(chunk), minlength=cells)
+            counted.append(np.unique(np.concatenate(chunk), return_counts=True))
             chunk.clear()
+            if len(counted) >= 16:
+                merge()
 
     for src, tgt in pairs:
         s = np.unique(np.asarray(src, dtype=np.int64))
@@ -184,14 +219,27 @@ def build_shortlist(
         if len(chunk) >= 4096:
             flush()
     flush()
+    merge()
     if n_pairs == 0:
         raise ValueError("no pairs to build a shortlist from")
-    co = joint.reshape(src_vocab_size, tgt_vocab_size)
-    dice = 2.0 * co / np.maximum(src_count[:, None] + tgt_count[None, :], 1)
+    keys, counts = counted[0]
+    src_ids, tgt_ids = np.divmod(keys, tgt_vocab_size)
+    dice = 2.0 * counts / (src_count[src_ids] + tgt_count[tgt_ids])
+    order = np.lexsort((tgt_ids, -dice, src_ids))  # by source, best first, then smaller id
+    src_ids, tgt_ids = src_ids[order], tgt_ids[order]
+    rank = np.arange(len(src_ids)) - np.searchsorted(src_ids, src_ids)  # within its source
     k = min(per_source, tgt_vocab_size)
-    best = np.argsort(-dice, axis=1, kind="stable")[:, :k]  # (src_vocab, k)
-    best = np.where(np.take_along_axis(co, best, 1) > 0, best, -1)  # partners seen together
+    keep = rank < k
+    best = np.full((src_vocab_size, k), -1, dtype=np.int64)  # -1: no partner
+    best[src_ids[keep], rank[keep]] = tgt_ids[keep]
     frequent = np.argsort(-tgt_count, kind="stable")[:common]
     always = np.union1d(frequent, np.asarray(special_ids, dtype=np.int64))
     details = {"per_source": per_source, "common": common, "pairs": n_pairs, **(info or {})}
-    return Shortlist(torch.from_numpy(best), torch.from_numpy(always), details)
+    return Shortlist(torch.from_numpy(best), torch.from_numpy(always), vocab, details)
+
+
+def vocab_fingerprint(src_tokens: Sequence[str], tgt_tokens: Sequence[str]) -> str:
+    """A short hash of both vocabularies: a shortlist is only read with the vocabularies
+    it was built for."""
+    data = json.dumps([list(src_tokens), list(tgt_tokens)], ensure_ascii=False)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:16]

@@ -51,6 +51,7 @@ from attnviz.model.shortlist import (
     DEFAULT_PER_SOURCE,
     SHORTLIST,
     build_shortlist,
+    vocab_fingerprint,
 )
 from attnviz.model.tokenize import detokenize, tokenize
 from attnviz.model.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab
@@ -498,6 +499,8 @@ def _train(
     else:
         src_vocab = Vocab.build((e.src for e in train_set), min_freq=cfg.min_freq)
         tgt_vocab = Vocab.build((e.tgt for e in train_set), min_freq=cfg.min_freq)
+        if rank == 0:  # a fresh run: an earlier run's shortlist does not fit its vocabularies
+            (out / SHORTLIST).unlink(missing_ok=True)
     model = build_model(cfg.model_config(len(src_vocab), len(tgt_vocab))).to(device)
     opt = torch.optim.Adam(_param_groups(model, cfg), lr=cfg.lr)
     progress = Progress()
@@ -615,7 +618,10 @@ def _train(
         if (out / "card.json").is_file():  # the shortlist goes with the data, rebuilt
             joined = data_meta.get("concatenated_pairs", 0)  # appended last; not real pairs
             real = train_set[: len(train_set) - joined]
-            write_shortlist(out, real, src_vocab, tgt_vocab, data=cfg.data)
+            try:
+                write_shortlist(out, real, src_vocab, tgt_vocab, data=cfg.data)
+            except (MemoryError, OSError, ValueError) as e:  # the model itself is saved
+                tqdm.write(f"no shortlist written ({e}); build one with attnviz shortlist")
     bar.close()
     return progress
 
@@ -734,6 +740,7 @@ def write_shortlist(
         len(src_vocab),
         len(tgt_vocab),
         (PAD_ID, UNK_ID, BOS_ID, EOS_ID),
+        vocab=vocab_fingerprint(src_vocab.tokens, tgt_vocab.tokens),
         per_source=per_source,
         common=common,
         info={"data": data},

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save
 
 from attnviz.model.decoding import DecodeOptions, beam_search, decode_batch, forced_batch
 from attnviz.model.factory import NMTModel
@@ -40,7 +41,7 @@ def model_of(kind: str) -> NMTModel:
 
 def fixed(allowed: list[int]) -> Shortlist:
     """A shortlist that allows exactly ``allowed`` whatever the source."""
-    return Shortlist(torch.full((SRC_VOCAB, 1), -1), torch.tensor(sorted(allowed)), {})
+    return Shortlist(torch.full((SRC_VOCAB, 1), -1), torch.tensor(sorted(allowed)), "v", {})
 
 
 def test_build_keeps_each_source_words_strongest_partners_and_the_frequent_words() -> None:
@@ -48,7 +49,9 @@ def test_build_keeps_each_source_words_strongest_partners_and_the_frequent_words
     # with 5: 2*10/(10+30) = 0.5); target 13 once with 5 (2/11); source 6 has one partner
     pairs = [([5, 7], [10, 20] + ([13] if n == 0 else [])) for n in range(10)]
     pairs += [([6], [12, 20])] + [([7], [20, 21]) for _ in range(19)]
-    sl = build_shortlist(pairs, 8, 25, SPECIAL, per_source=2, common=1, info={"data": "x"})
+    sl = build_shortlist(
+        pairs, 8, 25, SPECIAL, vocab="v", per_source=2, common=1, info={"data": "x"}
+    )
     assert sl.per_source.shape == (8, 2)
     assert set(sl.per_source[5].tolist()) == {10, 20}
     assert sl.per_source[6].tolist()[0] in (12, 20) and set(sl.per_source[6].tolist()) == {12, 20}
@@ -65,25 +68,62 @@ def test_build_keeps_each_source_words_strongest_partners_and_the_frequent_words
     with pytest.raises(ValueError, match="outside the shortlist's source vocabulary"):
         sl.ids_for([[8]])
     with pytest.raises(ValueError, match="no pairs"):
-        build_shortlist([], 8, 25, SPECIAL)
+        build_shortlist([], 8, 25, SPECIAL, vocab="v")
 
 
 def test_a_shortlist_file_round_trips_and_a_broken_one_is_refused_by_name(tmp_path: Path) -> None:
-    sl = build_shortlist([([5], [10, 11]), ([6], [12])], 8, 25, SPECIAL, per_source=3, common=2)
-    assert load_shortlist(tmp_path, 8, 25) is None  # no file: no shortlist
+    sl = build_shortlist(
+        [([5], [10, 11]), ([6], [12])], 8, 25, SPECIAL, vocab="ab12", per_source=3, common=2
+    )
+    assert load_shortlist(tmp_path, 8, 25, "ab12") is None  # no file: no shortlist
     path = tmp_path / SHORTLIST
     path.write_bytes(sl.to_bytes())
-    back = load_shortlist(tmp_path, 8, 25)
+    back = load_shortlist(tmp_path, 8, 25, "ab12")
     assert back is not None
     assert torch.equal(back.per_source, sl.per_source) and torch.equal(back.common, sl.common)
-    assert back.info == sl.info
-    with pytest.raises(ShortlistError, match=r"shortlist\.safetensors: per_source has shape"):
-        load_shortlist(tmp_path, 9, 25)  # another source vocabulary
-    with pytest.raises(ShortlistError, match=r"shortlist\.safetensors: .*outside the target"):
-        load_shortlist(tmp_path, 8, 11)  # ids past a smaller target vocabulary
-    path.write_bytes(sl.to_bytes()[:40])
+    assert back.info == sl.info and back.vocab == "ab12"
+    refusals = [
+        ((9, 25, "ab12"), "per_source has shape"),  # another source vocabulary
+        ((8, 11, "ab12"), "outside the target"),  # ids past a smaller target vocabulary
+        ((8, 25, "other"), "built for other vocabularies"),  # a stale file
+    ]
+    for args, message in refusals:
+        with pytest.raises(ShortlistError, match=rf"shortlist\.safetensors: .*{message}"):
+            load_shortlist(tmp_path, *args)
+    good = sl.to_bytes()
+    meta = {"format": "attnviz-shortlist", "version": "1", "vocab": "ab12"}
+    for tensors, message in [
+        ({"per_source": sl.per_source.float(), "common": sl.common}, "integer"),
+        ({"per_source": sl.per_source, "common": sl.common[:0]}, "non-empty"),
+        ({"per_source": sl.per_source, "common": sl.common - 5}, "outside the target"),
+        ({"per_source": sl.per_source, "common": sl.common, "x": sl.common.clone()}, "expected"),
+    ]:
+        path.write_bytes(save(tensors, metadata=meta))
+        with pytest.raises(ShortlistError, match=rf"shortlist\.safetensors: .*{message}"):
+            load_shortlist(tmp_path, 8, 25, "ab12")
+    path.write_bytes(good[:40])
     with pytest.raises(ShortlistError, match=r"shortlist\.safetensors: not a readable"):
-        load_shortlist(tmp_path, 8, 25)
+        load_shortlist(tmp_path, 8, 25, "ab12")
+
+
+def test_the_sparse_count_keeps_the_same_partners_as_a_dense_one() -> None:
+    """Counting only the pairs of ids seen together, chunk by chunk, ranks each source
+    id's partners as the dense Dice matrix does (ties: the smaller id)."""
+    gen = torch.Generator().manual_seed(6)
+    pairs = [
+        (torch.randint(0, 30, (5,), generator=gen).tolist(),
+         torch.randint(0, 40, (6,), generator=gen).tolist())
+        for _ in range(9000)  # more than two chunks of 4,096 pairs
+    ]  # fmt: skip
+    sl = build_shortlist(pairs, 30, 40, SPECIAL, vocab="v", per_source=7, common=0)
+    co = np.zeros((30, 40))
+    for src, tgt in pairs:
+        co[np.ix_(sorted(set(src)), sorted(set(tgt)))] += 1
+    src_count = np.array([sum(s in set(a) for a, _ in pairs) for s in range(30)])
+    tgt_count = np.array([sum(t in set(b) for _, b in pairs) for t in range(40)])
+    dice = 2 * co / (src_count[:, None] + tgt_count[None, :])
+    expected = np.argsort(-dice, axis=1, kind="stable")[:, :7]
+    np.testing.assert_array_equal(sl.per_source.numpy(), expected)
 
 
 @pytest.mark.parametrize("run", ["greedy", *sorted(BEAM_RUNS)])
@@ -155,7 +195,7 @@ def test_with_a_shortlist_a_batch_equals_its_sentences_alone(kind: str, beam_siz
          torch.randint(4, TGT_VOCAB, (5,), generator=gen).tolist())
         for _ in range(60)
     ]  # fmt: skip
-    sl = build_shortlist(pairs, SRC_VOCAB, TGT_VOCAB, SPECIAL, per_source=2, common=2)
+    sl = build_shortlist(pairs, SRC_VOCAB, TGT_VOCAB, SPECIAL, vocab="v", per_source=2, common=2)
     srcs = sources((3, 7, 2, 9, 5), seed=8)
     spaces = [sl.ids_for([s]).numel() for s in srcs]
     assert len(set(spaces)) > 1 and max(spaces) < sl.ids_for(srcs).numel() < TGT_VOCAB
@@ -168,6 +208,48 @@ def test_with_a_shortlist_a_batch_equals_its_sentences_alone(kind: str, beam_siz
             assert set(x.token_ids) <= allowed
             assert x.top_k_ids is not None and y.top_k_ids is not None
             np.testing.assert_array_equal(x.top_k_ids, y.top_k_ids)
+
+
+@pytest.mark.parametrize("beam_size", [1, 2])
+def test_top_k_stops_at_a_sentences_own_shortlist_and_specials_are_always_scored(
+    beam_size: int,
+) -> None:
+    """A shortlist without the special tokens and with nothing for most source words:
+    every sentence can still end (the specials are always scored), and asking for more
+    candidates than a sentence's own shortlist holds gives its own words only, in a batch
+    as alone."""
+    model = tiny_model()
+    per_source = torch.full((SRC_VOCAB, 2), -1)
+    per_source[5:9] = torch.tensor([[20, 21], [22, 23], [24, 25], [26, 27]])
+    sl = Shortlist(per_source, torch.tensor([7]), "v", {})
+    srcs = [[5, 6, EOS], [30, EOS], [7, 8, 9, EOS]]
+    opts = DecodeOptions(beam_size=beam_size, top_k=12)
+    for src, res in zip(srcs, decode_batch(model, srcs, opts, shortlist=sl), strict=True):
+        own = {*SPECIAL, 7, *(t for s in src for t in per_source[s].tolist() if t >= 0)}
+        alone = decode_batch(model, [src], opts, shortlist=sl)[0].best
+        hyp = res.best
+        assert hyp.top_k_ids is not None and alone.top_k_ids is not None
+        assert hyp.top_k_ids.shape == alone.top_k_ids.shape == (len(hyp.token_ids), len(own))
+        assert all(set(row) == own for row in hyp.top_k_ids.tolist())
+        assert_same_hypothesis(hyp, alone)
+        assert all(np.isfinite(hyp.token_logprobs))
+
+
+@pytest.mark.parametrize("kind", ["additive", "transformer"])
+def test_a_shortlist_decodes_a_double_precision_model(kind: str) -> None:
+    """The per-sentence masks take the model's dtype (a float64 model, a batch whose
+    sentences have different shortlists)."""
+    model = model_of(kind).double()
+    gen = torch.Generator().manual_seed(4)
+    pairs = [
+        (torch.randint(4, SRC_VOCAB, (6,), generator=gen).tolist(),
+         torch.randint(4, TGT_VOCAB, (5,), generator=gen).tolist())
+        for _ in range(60)
+    ]  # fmt: skip
+    sl = build_shortlist(pairs, SRC_VOCAB, TGT_VOCAB, SPECIAL, vocab="v", per_source=2, common=2)
+    srcs = sources((3, 7, 2), seed=8)
+    for res, src in zip(decode_batch(model, srcs, shortlist=sl), srcs, strict=True):
+        assert set(res.best.token_ids) <= set(sl.ids_for([src]).tolist()) | set(SPECIAL)
 
 
 def test_forced_words_outside_the_shortlist_are_still_scored() -> None:

@@ -140,6 +140,14 @@ def test_corrupted_and_incompatible_checkpoints_are_refused(tmp_path: Path) -> N
         load_checkpoint(folder)
     shortlist_file.unlink()
     assert load_checkpoint(folder).shortlist is None  # optional
+    # a fresh run into the folder (other vocabularies) first removes the old shortlist, so
+    # that its checkpoints load even if it is killed before it writes its own
+    shortlist_file.write_bytes(b"an earlier run's")
+    train(tiny(folder, max_steps=6, min_freq=2), progress_bar=False)
+    loaded = load_checkpoint(folder)
+    assert loaded.shortlist is not None and loaded.shortlist.per_source.size(0) == len(
+        loaded.src_vocab
+    )
     card = json.loads((folder / "card.json").read_text())
     (folder / "card.json").write_text(json.dumps({**card, "version": 99}))
     with pytest.raises(CheckpointError, match=r"card\.json: version 99"):
