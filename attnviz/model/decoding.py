@@ -26,7 +26,10 @@ runs a fused rearrangement of its ``step`` (:class:`_FusedTransformerStepper`: n
 calls, one q/k/v product, cached self-attention keys and values); in training mode its
 own ``step``. Fused and plain steps give the same numbers up to float rounding (tested).
 At batch 1 a step is bound by memory bandwidth: every weight matrix is read once per step
-(the output layer alone is vocab x hidden floats, 4.8 MB for en-fr-additive).
+(the output layer alone is vocab x hidden floats, 4.8 MB for en-fr-additive). Every entry
+point takes an optional lexical ``shortlist`` (:mod:`attnviz.model.shortlist`, opt-in):
+the output layer then scores the union of the batch's shortlists, each sentence masked to
+its own (:class:`_OutputSpace`), and probabilities are normalised over it.
 
 Beam search (``beam_size`` K > 1) follows fairseq: each step scores every extension of
 the K live hypotheses by cumulative log-probability, takes the 2K best candidates, sends
