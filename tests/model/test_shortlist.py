@@ -39,6 +39,17 @@ def model_of(kind: str) -> NMTModel:
     return tiny_model(kind)
 
 
+def random_shortlist() -> Shortlist:
+    """Built from 60 random pairs, two partners a source id: sentences' shortlists differ."""
+    gen = torch.Generator().manual_seed(4)
+    pairs = [
+        (torch.randint(4, SRC_VOCAB, (6,), generator=gen).tolist(),
+         torch.randint(4, TGT_VOCAB, (5,), generator=gen).tolist())
+        for _ in range(60)
+    ]  # fmt: skip
+    return build_shortlist(pairs, SRC_VOCAB, TGT_VOCAB, SPECIAL, vocab="v", per_source=2, common=2)
+
+
 def fixed(allowed: list[int]) -> Shortlist:
     """A shortlist that allows exactly ``allowed`` whatever the source."""
     return Shortlist(torch.full((SRC_VOCAB, 1), -1), torch.tensor(sorted(allowed)), "v", {})
@@ -189,13 +200,7 @@ def test_decoding_scores_the_models_distribution_renormalised_over_the_shortlist
 def test_with_a_shortlist_a_batch_equals_its_sentences_alone(kind: str, beam_size: int) -> None:
     """Each sentence is scored over its own shortlist, not the batch's union of them."""
     model = model_of(kind)
-    gen = torch.Generator().manual_seed(4)
-    pairs = [
-        (torch.randint(4, SRC_VOCAB, (6,), generator=gen).tolist(),
-         torch.randint(4, TGT_VOCAB, (5,), generator=gen).tolist())
-        for _ in range(60)
-    ]  # fmt: skip
-    sl = build_shortlist(pairs, SRC_VOCAB, TGT_VOCAB, SPECIAL, vocab="v", per_source=2, common=2)
+    sl = random_shortlist()
     srcs = sources((3, 7, 2, 9, 5), seed=8)
     spaces = [sl.ids_for([s]).numel() for s in srcs]
     assert len(set(spaces)) > 1 and max(spaces) < sl.ids_for(srcs).numel() < TGT_VOCAB
@@ -240,13 +245,7 @@ def test_a_shortlist_decodes_a_double_precision_model(kind: str) -> None:
     """The per-sentence masks take the model's dtype (a float64 model, a batch whose
     sentences have different shortlists)."""
     model = model_of(kind).double()
-    gen = torch.Generator().manual_seed(4)
-    pairs = [
-        (torch.randint(4, SRC_VOCAB, (6,), generator=gen).tolist(),
-         torch.randint(4, TGT_VOCAB, (5,), generator=gen).tolist())
-        for _ in range(60)
-    ]  # fmt: skip
-    sl = build_shortlist(pairs, SRC_VOCAB, TGT_VOCAB, SPECIAL, vocab="v", per_source=2, common=2)
+    sl = random_shortlist()
     srcs = sources((3, 7, 2), seed=8)
     for res, src in zip(decode_batch(model, srcs, shortlist=sl), srcs, strict=True):
         assert set(res.best.token_ids) <= set(sl.ids_for([src]).tolist()) | set(SPECIAL)
