@@ -65,8 +65,7 @@ def run(
 
 
 def text_of(loaded: LoadedModel, hyp: Hypothesis) -> str:
-    ids = [i for i in hyp.token_ids if i != loaded.model.config.eos_id]
-    return detokenize([loaded.tgt_vocab.token(i) for i in ids], loaded.target_lang)
+    return detokenize(loaded.tgt_vocab.decode(hyp.token_ids), loaded.target_lang)
 
 
 def main() -> int:
