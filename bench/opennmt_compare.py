@@ -319,6 +319,20 @@ def prepare_data(
     done.write_text(str(len(pairs)) + "\n")
 
 
+def onmt_folders(
+    work: Path, loaded: LoadedModel, train_pairs: int, steps: int, hidden: int | None
+) -> tuple[Path, Path]:
+    """(data folder, model folder) of the OpenNMT-py model trained to match ``loaded``:
+    its tokenized data, and the checkpoint of ``steps`` steps with hidden size ``hidden``
+    (None: our model's)."""
+    cfg = loaded.model.config
+    pairs_tag = train_pairs or "all"
+    lc = "-lc" if loaded.lowercase else ""
+    data_dir = work / "onmt" / f"data-{loaded.source_lang}-{loaded.target_lang}-{pairs_tag}{lc}"
+    model_dir = data_dir / f"model-e{cfg.emb_dim}-h{hidden or cfg.hidden_dim}-steps{steps}"
+    return data_dir, model_dir
+
+
 def train(
     bin_dir: Path, data_dir: Path, model_dir: Path, steps: int, emb: int, hidden: int
 ) -> Path:
@@ -599,11 +613,11 @@ def main() -> int:
     )
 
     onmt_dir = work / "onmt"
-    pairs_tag = args.train_pairs or "all"
-    data_dir = onmt_dir / f"data-{src_lang}-{tgt_lang}-{pairs_tag}{'-lc' if lc else ''}"
+    data_dir, model_dir = onmt_folders(
+        work, loaded, args.train_pairs, args.train_steps, args.onmt_hidden
+    )
     prepare_data(bin_dir, args.data, data_dir, args.train_pairs, (src_lang, tgt_lang), lc)
     emb, hidden = cfg.emb_dim, args.onmt_hidden or cfg.hidden_dim
-    model_dir = data_dir / f"model-e{emb}-h{hidden}-steps{args.train_steps}"
     if args.retrain and model_dir.is_dir():
         shutil.rmtree(model_dir)
     checkpoint = train(bin_dir, data_dir, model_dir, args.train_steps, emb, hidden)

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -291,7 +291,7 @@ local bodies = {%s}
 local i = 0
 request = function()
   i = i + 1
-  return wrk.format("POST", "/api/translate", {["Content-Type"] = "application/json"},
+  return wrk.format("POST", "%s", {["Content-Type"] = "application/json"},
                     bodies[(i %% #bodies) + 1])
 end
 done = function(summary, latency, requests)
@@ -303,20 +303,17 @@ end
 """
 
 
-def wrk_loop(
-    url: str, template: dict[str, object], texts: Sequence[str], clients: int, seconds: float
-) -> Result:
+def wrk_post(url: str, path: str, payloads: Sequence[str], clients: int, seconds: float) -> Result:
     """``clients`` closed-loop connections from wrk (one thread, in C: a load generator
-    that leaves the 2 cores to the server), cycling through ``texts``. wrk checks the
-    status only and reports percentiles, not every latency."""
-    payloads = [json.dumps(body(t, template)) for t in texts]  # ASCII: non-ASCII is escaped
+    that leaves the 2 cores to the server), POSTing the JSON ``payloads`` to ``path`` in
+    turn. wrk checks the status only and reports percentiles, not every latency."""
     bodies = ",".join(f"[==[{p}]==]" for p in payloads if "]==]" not in p)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(WRK_SCRIPT % bodies)
+        f.write(WRK_SCRIPT % (bodies, path))
     try:
         out = subprocess.run(
             ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout",
-             f"{REQUEST_TIMEOUT:g}s", "-s", f.name, f"{url}/api/translate"],
+             f"{REQUEST_TIMEOUT:g}s", "-s", f.name, f"{url}{path}"],
             capture_output=True, text=True, timeout=seconds + 60,
         )  # fmt: skip
     finally:
@@ -330,6 +327,14 @@ def wrk_loop(
     result.counted = int(n) - int(status)
     result.percentiles = {50: float(p50), 99: float(p99)}
     return result
+
+
+def wrk_loop(
+    url: str, template: dict[str, object], texts: Sequence[str], clients: int, seconds: float
+) -> Result:
+    """Our translate endpoint under wrk, cycling through ``texts``."""
+    payloads = [json.dumps(body(t, template)) for t in texts]  # ASCII: non-ASCII is escaped
+    return wrk_post(url, "/api/translate", payloads, clients, seconds)
 
 
 def run_level(
@@ -351,23 +356,33 @@ def run_level(
     return Result("concurrent clients", clients, elapsed, lat, err)
 
 
-def single(server: Server, text: str, n: int) -> Result:
-    payload = body(text, server.template)
+def sequential(
+    url: str, path: str, payload: object, ok: Callable[[httpx.Response], bool], n: int
+) -> Result:
+    """``n`` requests one after the other (after 20 to warm up): each one's latency."""
     latencies: list[float] = []
     errors = 0
-    with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as client:
+    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as client:
         for _ in range(min(20, n)):  # warm-up
-            client.post("/api/translate", json=payload)
+            client.post(path, json=payload)
         start = time.perf_counter()
         for _ in range(n):
             t0 = time.perf_counter()
-            r = client.post("/api/translate", json=payload)
-            if r.status_code == 200 and r.json()["attention"] is not None:
+            r = client.post(path, json=payload)
+            if r.status_code == 200 and ok(r):
                 latencies.append((time.perf_counter() - t0) * 1000.0)
             else:
                 errors += 1
         elapsed = time.perf_counter() - start
     return Result("single request, 10 words", 1, elapsed, latencies, errors)
+
+
+def single(server: Server, text: str, n: int) -> Result:
+    """Our service: one 10-word sentence, greedy, attention in every answer."""
+    payload = body(text, server.template)
+    return sequential(
+        server.url, "/api/translate", payload, lambda r: r.json()["attention"] is not None, n
+    )
 
 
 def print_table(results: Sequence[Result]) -> None:
