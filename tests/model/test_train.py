@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
@@ -180,6 +182,60 @@ def test_cli_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "done: 3 steps" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "m").model.config.attention == "dot"
     assert main(["train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+
+
+def _train_cmd(out: Path, max_steps: int, *extra: str) -> list[str]:
+    """`attnviz train` of tiny() as a command line (dropout on: the RNG state matters)."""
+    return [
+        sys.executable, "-m", "attnviz.app.cli", "train", "--data", str(SAMPLE),
+        "--out", str(out), "--emb-dim", "16", "--hidden-dim", "16", "--batch-size", "16",
+        "--valid-every", "6", "--valid-sentences", "20", "--max-steps", str(max_steps),
+        "--dropout", "0.2", "--threads", "1", "--seed", "3", "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def test_a_killed_training_run_resumes_as_if_never_interrupted(tmp_path: Path) -> None:
+    """SIGKILL at an arbitrary moment (mid-step, mid-validation or mid-save), then --resume:
+    the run goes on from its last saved state and ends with the weights of a run that was
+    never interrupted."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = tmp_path / "killed"
+    pointer = killed / "train_state.json"
+    proc = subprocess.Popen(
+        _train_cmd(killed, 100_000), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (pointer.is_file() and json.loads(pointer.read_text())["step"] >= 12):
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+            assert time.monotonic() < deadline, "no state saved at step 12 within 240 s"
+            time.sleep(0.02)
+        time.sleep(0.05)  # into the next steps
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    saved = json.loads(pointer.read_text())["step"]
+    assert saved % 6 == 0 and saved >= 12
+    end = saved + 12  # six steps of it redone, then six beyond its last save
+    resumed = subprocess.run(
+        _train_cmd(killed, end, "--resume"), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = subprocess.run(
+        _train_cmd(tmp_path / "straight", end), env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    assert json.loads(pointer.read_text())["step"] == end
+    a, b = weights(tmp_path / "straight"), weights(killed)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    assert [p.name for p in killed.glob(".state-*")] == [
+        json.loads(pointer.read_text())["folder"]
+    ]  # what the kill left half-written is gone
+    assert load_checkpoint(killed).model.config.hidden_dim == 16
 
 
 @pytest.mark.slow
