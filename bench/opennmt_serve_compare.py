@@ -216,6 +216,15 @@ def measure_onmt(
     for clients in levels:
         wrk_post(server.url, path, payloads, clients, 2.0)  # warm-up
         r = wrk_post(server.url, path, payloads, clients, seconds)
+        # wrk checks the status only, and onmt_server answers its errors with a 200: ask
+        # once more after the level, to see that it still translates
+        try:
+            still = onmt_ok(httpx.post(f"{server.url}{path}", json=onmt_payload(ten), timeout=30))
+        except httpx.HTTPError:
+            still = False
+        if not still:
+            r.errors += 1
+            print(f"  OpenNMT-py no longer translates after {clients} clients")
         print(f"  OpenNMT-py {clients} clients: {_level(r, seconds)} req/s (p50 / p99 ms)")
         results.append(r)
     return Side("OpenNMT-py 3.5.1 onmt_server", one, results)
