@@ -50,11 +50,15 @@ ANNEAL = ("--attention-anneal-steps", "1500")
 # pairs of corpus pairs joined, as for the Transformer (see there): dot had the widest
 # fall with length, 94.2 BLEU on 1-5 words to 76.3 on 26+, trained on the corpus alone
 CONCAT = ("--concat-fraction", "0.2")
-CONCAT_TOO = {"dot", "local_p", "local_m", "general", "multihead"}
+CONCAT_TOO = {
+    "dot", "local_p", "local_m", "general", "multihead",
+    "concat", "cosine", "location", "scaled_dot",
+}
 LONGER = {
     *("en-fr-additive", "en-fr-none", "fr-en-additive"),
     *("en-fr-local_p", "en-fr-hard", "en-fr-dot", "en-fr-local_m"),
     *("en-fr-general", "en-fr-multihead"),
+    *("en-fr-concat", "en-fr-cosine", "en-fr-location", "en-fr-scaled_dot"),
 }
 MODELS: dict[str, Recipe] = {
     f"en-fr-{a}": Recipe(
