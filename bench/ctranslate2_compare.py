@@ -12,7 +12,9 @@ missing (``--no-install`` refuses), converts a Transformer model folder (default
    ``Translator.score_batch``), greedy outputs token for token (agreement %), and the
    alignment layer's head-averaged cross-attention (``return_attention``);
 2. times both in this process, one thread each (``torch.set_num_threads(1)``;
-   ``intra_threads=1, inter_threads=1``), float32: the median and p90 ms of one 10-word
+   ``intra_threads=1, inter_threads=1``), float32 (``--compute-type int8`` times
+   CTranslate2 in its fastest CPU mode instead: 8-bit weights, a different model's
+   outputs, which the check then measures): the median and p90 ms of one 10-word
    sentence, greedy and beam 5 (batch 1; the contenders take turns, run after run), and
    sentences/s over ``--limit`` test sentences, greedy at batch 64 (ours in length-sorted
    batches of 64, CTranslate2 with ``max_batch_size=64``, which sorts by length itself).
@@ -485,8 +487,9 @@ def fmt(value: float, unit: str) -> str:
     return f"{value:.2f}" if unit == "ms" else f"{value:.0f}"
 
 
-def table(rows: list[Row], markdown: bool) -> str:
-    header = ["", "attnviz", "CTranslate2", "CTranslate2 + attention", "CT2 speed-up"]
+def table(rows: list[Row], markdown: bool, compute_type: str = "float32") -> str:
+    ct2 = f"CTranslate2 ({compute_type})"
+    header = ["", "attnviz (float32)", ct2, f"{ct2} + attention", "CT2 speed-up"]
     body: list[list[str]] = []
     for r in rows:
         ours = fmt(r.ours, r.unit) + (f" (p90 {fmt(r.ours_p90, r.unit)})" if r.ours_p90 else "")
@@ -524,6 +527,13 @@ def main() -> int:
     parser.add_argument(
         "--max-positions", type=int, default=1024, help="rows of the position table"
     )
+    parser.add_argument(
+        "--compute-type",
+        default="float32",
+        choices=["float32", "int8", "int8_float32"],
+        help="CTranslate2's weights and products: float32 (ours), or int8 (its fastest on a "
+        "CPU; changes its outputs, so the check then measures the quantisation)",
+    )
     parser.add_argument("--output", type=Path, help="keep the CTranslate2 model in this folder")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--no-install", action="store_true", help="do not pip install ctranslate2")
@@ -544,7 +554,7 @@ def main() -> int:
     print(f"model: {describe(loaded)}")
     print(
         f"torch {torch.__version__} (1 thread), ctranslate2 {ct2.__version__} "
-        f"(intra_threads=1, inter_threads=1, float32), {os.cpu_count()} CPUs, "
+        f"(intra_threads=1, inter_threads=1, {args.compute_type}), {os.cpu_count()} CPUs, "
         f"load average {load_average()}"
     )
     pairs = read_sources(args.data, max(args.check, args.limit))
@@ -557,7 +567,11 @@ def main() -> int:
         size = sum(f.stat().st_size for f in out_dir.iterdir()) / 1e6
         print(f"converted to {out_dir} in {took:.2f} s ({size:.1f} MB)")
         translator = ct2.Translator(
-            str(out_dir), device="cpu", compute_type="float32", intra_threads=1, inter_threads=1
+            str(out_dir),
+            device="cpu",
+            compute_type=args.compute_type,
+            intra_threads=1,
+            inter_threads=1,
         )
 
         n_check = min(args.check, len(pairs))
@@ -606,7 +620,7 @@ def main() -> int:
             batch_size=args.batch_size,
         )
     print(f"\n== timing: same process, one thread each, {args.runs} runs per latency ==")
-    print(table(rows, args.markdown))
+    print(table(rows, args.markdown, args.compute_type))
     print()
     for beam in (1, 5):
         end = "then the end token" if lengths[f"ours_beam{beam}_finished"] else "unfinished"
