@@ -20,9 +20,9 @@ under the constraint that holds its torch.
    configured, so it splits the source on spaces: requests carry our tokenizer's tokens,
    space-joined (its server does no tokenizing work; ours does, in the request). Torch
    threads: ``--onmt-threads``, 1 by default, as each of our inference workers has (and
-   as ``bench/opennmt_compare.py`` runs it): with torch's default of one per core, any
-   other work on the machine made a single request take 0.7 s instead of 50 ms here
-   (OpenMP threads waiting on each other), so only a quiet machine is fair to it. Its
+   as ``bench/opennmt_compare.py`` runs it): with torch's default of one per core, while
+   two trainings ran, a single request took 0.67 s instead of ~50 ms (presumably its
+   OpenMP threads waiting for a core). Its
    answers carry the translation and score; no attention (``onmt_server`` has no option
    that returns it).
    One server run per ``--onmt-waitress-threads`` value: 4 is what ``onmt_server`` ships
@@ -118,6 +118,11 @@ class OnmtServer:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
+    @property
+    def log(self) -> Path:
+        """Its output: it logs every request, which would fill (and block on) a pipe."""
+        return self.folder / "onmt_server.log"
+
     def start(self, timeout: float = 180.0) -> None:
         conf = {
             "models_root": str(self.checkpoint.parent),
@@ -152,13 +157,13 @@ class OnmtServer:
         self.process = subprocess.Popen(
             [str(self.python), "-c", launch, "--ip", HOST, "--port", str(self.port),
              "--url_root", "/translator", "--model_config", str(config)],
-            cwd=self.folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=self.folder, env=env, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"),
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
-                raise SystemExit(f"onmt_server exited ({self.process.returncode}):\n{err[-2000:]}")
+                err = self.log.read_text(errors="replace")[-2000:]
+                raise SystemExit(f"onmt_server exited ({self.process.returncode}):\n{err}")
             try:
                 if httpx.get(f"{self.url}/translator/health", timeout=2.0).status_code == 200:
                     return

@@ -368,8 +368,12 @@ def sequential(
         start = time.perf_counter()
         for _ in range(n):
             t0 = time.perf_counter()
-            r = client.post(path, json=payload)
-            if r.status_code == 200 and ok(r):
+            try:
+                r = client.post(path, json=payload)
+                answered = r.status_code == 200 and ok(r)
+            except httpx.HTTPError:  # a timeout, a dropped connection: an error, go on
+                answered = False
+            if answered:
                 latencies.append((time.perf_counter() - t0) * 1000.0)
             else:
                 errors += 1
