@@ -119,6 +119,8 @@ class Server:
                         self.model = health["default_model"]
                     elif self.model not in health["models"]:
                         raise SystemExit(f"model {self.model!r} not served: {health['models']}")
+                    if int(self.extra_env.get("ATTNVIZ_PROCESSES", "1")) > 1:
+                        self._settle()  # the first process answered; the others may load
                     return
             except httpx.HTTPError:
                 pass
@@ -126,10 +128,32 @@ class Server:
         self.stop()
         raise SystemExit(f"the server did not answer /api/health within {timeout:.0f} s")
 
+    def _settle(self, timeout: float = 120.0) -> None:
+        """Wait until the resident memory of all processes stops growing (every process
+        has loaded its models)."""
+        deadline = time.monotonic() + timeout
+        last = self.rss_mb()
+        while time.monotonic() < deadline:
+            time.sleep(2.0)
+            now = self.rss_mb()
+            if now < last * 1.01:
+                return
+            last = now
+
     def rss_mb(self) -> float:
+        """Resident memory of the server and its worker processes (``--processes``)."""
         assert self.process is not None
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+        pids = [self.process.pid]
+        for pid in pids:  # grows as children are found
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                children = (task / "children").read_text().split()
+                pids += [int(c) for c in children if int(c) not in pids]
+        kb = 0
+        for pid in pids:
+            status = Path(f"/proc/{pid}/status").read_text()
+            kb += next(
+                int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")
+            )
         return kb / 1024.0
 
     def stop(self) -> None:
@@ -415,6 +439,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--no-off", action="store_true", help="skip the batching-off runs")
     p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="server processes (ATTNVIZ_PROCESSES); the mean batch is then one process's",
+    )
+    p.add_argument(
         "--shortlist", action="store_true", help="requests use the model's lexical shortlist"
     )
     p.add_argument(
@@ -433,7 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     soak: dict[str, float] = {}
     modes = [True] if args.no_off else [True, False]
     for micro in modes:
-        server = Server(args.models_dir, micro, args.model, args.shortlist)
+        env = {"ATTNVIZ_PROCESSES": str(args.processes)}
+        server = Server(args.models_dir, micro, args.model, args.shortlist, env)
         server.start()
         label = "on" if micro else "off"
         print(f"server on {server.url}, model {server.model}, micro-batching {label}", flush=True)

@@ -229,7 +229,7 @@ def _add_shortlist(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def _serve(args: argparse.Namespace) -> int:
     from attnviz.app.server import serve_command
 
-    return serve_command(args.host, args.port, args.models_dir, args.device)
+    return serve_command(args.host, args.port, args.models_dir, args.device, args.processes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="default 8000 (ATTNVIZ_PORT)")
     serve.add_argument("--models-dir", type=Path, default=None, help="default checkpoints/")
     serve.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="server processes, each with every model (default 1; ATTNVIZ_PROCESSES)",
+    )
     serve.set_defaults(handler=_serve)
     return parser
 

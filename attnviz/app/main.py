@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -55,7 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         enabled=settings.micro_batch,
         window_s=settings.batch_window_ms / 1000.0,
         max_batch=settings.max_batch,
-        workers=settings.inference_workers,
+        workers=settings.workers_per_process(),
     )
     batcher.start()
     app.state.registry = registry
@@ -69,8 +70,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         failed=[f.folder for f in registry.failures],
         default_model=registry.default_name,
         micro_batch=settings.micro_batch,
-        workers=settings.inference_workers,
+        workers=settings.workers_per_process(),
         torch_threads=torch.get_num_threads(),
+        process=os.getpid(),
     )
     try:
         yield

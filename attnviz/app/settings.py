@@ -68,8 +68,19 @@ class Settings(BaseSettings):
         default=2.0, ge=0.0, le=100.0, description="how long a batch waits for company"
     )
     max_batch: int = Field(default=64, ge=1, le=1024, description="sentences per model batch")
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="server processes (uvicorn workers), each with every model, its own event "
+        "loop and inference workers; /metrics then counts the process that answers",
+    )
     inference_workers: int = Field(
-        default=2, ge=1, le=64, description="threads running model batches at the same time"
+        default=0,
+        ge=0,
+        le=64,
+        description="threads running model batches at the same time, per process; "
+        "0 = cores / processes",
     )
     torch_threads: int = Field(
         default=0, ge=0, le=256, description="torch intra-op threads; 0 = cores / workers"
@@ -96,11 +107,18 @@ class Settings(BaseSettings):
     def _models_dir(cls, value: Path) -> Path:
         return value.expanduser()
 
+    def workers_per_process(self) -> int:
+        """Inference workers of each process: as set, else its share of the cores."""
+        if self.inference_workers:
+            return self.inference_workers
+        return max(1, usable_cores() // self.processes)
+
     def intra_op_threads(self) -> int:
-        """torch threads per process: as set, else the cores shared by the workers."""
+        """torch threads per inference worker: as set, else the cores shared by every
+        worker of every process."""
         if self.torch_threads:
             return self.torch_threads
-        return max(1, usable_cores() // self.inference_workers)
+        return max(1, usable_cores() // (self.processes * self.workers_per_process()))
 
 
 @lru_cache

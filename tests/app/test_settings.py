@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
 from attnviz.app import server
 from attnviz.app.settings import BUNDLED_MODELS_DIR, Settings, get_settings
+from attnviz.model.translator import usable_cores
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,6 +72,7 @@ def test_read_once() -> None:
 def test_intra_op_threads() -> None:
     assert Settings(torch_threads=3).intra_op_threads() == 3
     assert Settings(inference_workers=64).intra_op_threads() == 1
+    assert Settings(inference_workers=1).intra_op_threads() == usable_cores()
 
 
 def test_serve_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -88,3 +98,85 @@ def test_serve_command_refuses_bad_options(
     assert server.serve_command(None, None, tmp_path / "none", "cpu") == 2
     assert "does not exist" in capsys.readouterr().err
     assert server.serve_command(None, 0, tmp_path, "cpu") == 2
+
+
+def test_processes_share_the_cores() -> None:
+    cores = usable_cores()
+    one = Settings(processes=1)
+    assert one.workers_per_process() == max(1, cores)
+    two = Settings(processes=2)
+    assert two.workers_per_process() == max(1, cores // 2)
+    assert two.intra_op_threads() == max(1, cores // (2 * two.workers_per_process()))
+    assert Settings(processes=2, inference_workers=3).workers_per_process() == 3
+    with pytest.raises(ValidationError):
+        Settings(processes=0)
+
+
+def test_serve_command_hands_the_options_to_worker_processes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    monkeypatch.setattr(server, "configure_logging", lambda: None)
+    for key in ("HOST", "PORT", "MODELS_DIR", "DEVICE", "PROCESSES"):
+        # setenv first: monkeypatch then restores the variable the command sets
+        monkeypatch.setenv(f"ATTNVIZ_{key}", "unset")
+        monkeypatch.delenv(f"ATTNVIZ_{key}")
+    assert server.serve_command(None, 8124, tmp_path, "cpu", 2) == 0
+    (call,) = calls
+    assert call["app"] == "attnviz.app.server:worker_app"
+    assert call["factory"] is True and call["workers"] == 2
+    # what each worker process will build, from the environment it inherits
+    app = server.worker_app()
+    settings = app.state.settings
+    assert (settings.port, settings.models_dir, settings.device) == (8124, tmp_path, "cpu")
+    assert settings.processes == 2
+
+
+def test_the_worker_processes_options_do_not_outlive_their_test() -> None:
+    assert "ATTNVIZ_PROCESSES" not in os.environ  # set by the test above, then restored
+
+
+@pytest.mark.slow
+def test_two_server_processes_serve_translations(tmp_path: Path) -> None:
+    """`attnviz serve --processes 2` for real: two processes load the model and answer."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "en-fr-additive").symlink_to(BUNDLED_MODELS_DIR / "en-fr-additive")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "serve.log"
+    cmd = [
+        sys.executable, "-m", "attnviz.app.cli", "serve", "--port", str(port),
+        "--models-dir", str(models), "--device", "cpu", "--processes", "2",
+    ]  # fmt: skip
+    env = {**os.environ, "ATTNVIZ_LOG_REQUESTS": "false"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        started: set[int] = set()
+        deadline = time.monotonic() + 120
+        while len(started) < 2:  # every process logs "started" with its pid once loaded
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+            for line in log.read_text().splitlines():
+                if line.startswith("{") and json.loads(line).get("event") == "started":
+                    started.add(json.loads(line)["process"])
+        assert proc.pid not in started  # the parent only supervises
+        for _ in range(6):  # a new connection each time
+            r = httpx.post(
+                f"{url}/api/translate", json={"text": "The old man reads a red book."}, timeout=30
+            )
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["target_tokens"][-1] == "</s>"
+            assert len(body["attention"]) == len(body["target_tokens"])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, log.read_text()[-3000:]
