@@ -46,11 +46,9 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +78,8 @@ from bench.serve_load import (  # noqa: E402
     sentences,
     sequential,
     single,
+    stop_child,
+    wait_ready,
     wrk_loop,
     wrk_post,
 )
@@ -159,29 +159,16 @@ class OnmtServer:
              "--url_root", "/translator", "--model_config", str(config)],
             cwd=self.folder, env=env, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"),
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                err = self.log.read_text(errors="replace")[-2000:]
-                raise SystemExit(f"onmt_server exited ({self.process.returncode}):\n{err}")
-            try:
-                if httpx.get(f"{self.url}/translator/health", timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise SystemExit(f"onmt_server did not answer /translator/health within {timeout:.0f} s")
+
+        def ready() -> bool:
+            return httpx.get(f"{self.url}/translator/health", timeout=2.0).status_code == 200
+
+        if not wait_ready(self.process, ready, self.log, timeout):
+            self.stop()
+            raise SystemExit(f"onmt_server did not answer /translator/health in {timeout:.0f} s")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_child(self.process)
 
 
 def onmt_payload(tokens: Sequence[str]) -> list[dict[str, object]]:

@@ -78,6 +78,7 @@ class Server:
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    log: Path = Path(os.devnull)  # its output, once started
 
     @property
     def url(self) -> str:
@@ -99,34 +100,31 @@ class Server:
             "ATTNVIZ_LOG_REQUESTS": "false",
             **self.extra_env,
         }
+        self.log = Path(tempfile.mkdtemp(prefix="attnviz-serve-")) / "server.log"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "attnviz.app.server"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log.open("wb"),  # a file: an unread pipe can fill and block it
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
-                raise SystemExit(f"the server exited ({self.process.returncode}):\n{err[-2000:]}")
-            try:
-                r = httpx.get(f"{self.url}/api/health", timeout=2.0)
-                if r.status_code == 200:
-                    health = r.json()
-                    if self.model is None:
-                        self.model = health["default_model"]
-                    elif self.model not in health["models"]:
-                        raise SystemExit(f"model {self.model!r} not served: {health['models']}")
-                    if int(self.extra_env.get("ATTNVIZ_PROCESSES", "1")) > 1:
-                        self._settle()  # the first process answered; the others may load
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise SystemExit(f"the server did not answer /api/health within {timeout:.0f} s")
+
+        def ready() -> bool:
+            r = httpx.get(f"{self.url}/api/health", timeout=2.0)
+            if r.status_code != 200:
+                return False
+            health = r.json()
+            if self.model is None:
+                self.model = health["default_model"]
+            elif self.model not in health["models"]:
+                raise SystemExit(f"model {self.model!r} not served: {health['models']}")
+            return True
+
+        if not wait_ready(self.process, ready, self.log, timeout):
+            self.stop()
+            raise SystemExit(f"the server did not answer /api/health within {timeout:.0f} s")
+        if int(self.extra_env.get("ATTNVIZ_PROCESSES", "1")) > 1:
+            self._settle()  # the first process answered; the others may still be loading
 
     def _settle(self, timeout: float = 120.0) -> None:
         """Wait until the resident memory of all processes stops growing (every process
@@ -157,14 +155,38 @@ class Server:
         return kb / 1024.0
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
+        stop_child(self.process)
+
+
+def wait_ready(
+    process: subprocess.Popen[bytes], ready: Callable[[], bool], log: Path, timeout: float
+) -> bool:
+    """Poll ``ready`` until it says yes (True) or ``timeout`` passes (False); stop with the
+    tail of ``log`` if the child exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise SystemExit(f"{process.args!r} exited ({process.returncode}):\n{tail}")
         try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+            if ready():
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def stop_child(process: subprocess.Popen[bytes] | None) -> None:
+    """Stop a server child as Ctrl-C would (SIGINT), killing it after 20 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 @dataclass
