@@ -75,9 +75,7 @@ def serve_command(
     # the worker processes read their settings from the environment: hand the options on
     for key, value in overrides.items():
         os.environ[f"ATTNVIZ_{key.upper()}"] = str(value)
-    uvicorn.run(
-        "attnviz.app.server:worker_app", factory=True, workers=settings.processes, **common
-    )
+    uvicorn.run("attnviz.app.server:worker_app", factory=True, workers=settings.processes, **common)
     return 0
 
 
