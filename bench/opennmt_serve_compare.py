@@ -158,6 +158,7 @@ class OnmtServer:
             [str(self.python), "-c", launch, "--ip", HOST, "--port", str(self.port),
              "--url_root", "/translator", "--model_config", str(config)],
             cwd=self.folder, env=env, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"),
+            start_new_session=True,
         )  # fmt: skip
 
         def ready() -> bool:
@@ -177,7 +178,10 @@ def onmt_payload(tokens: Sequence[str]) -> list[dict[str, object]]:
 
 def onmt_ok(r: httpx.Response) -> bool:
     """A translation came back (an error is a dict with "error", still status 200)."""
-    body = r.json()
+    try:
+        body = r.json()
+    except ValueError:  # not JSON: an error page
+        return False
     return isinstance(body, list) and bool(body and body[0] and body[0][0].get("tgt"))
 
 
@@ -202,6 +206,8 @@ def measure_onmt(
     one = sequential(server.url, path, onmt_payload(ten), onmt_ok, n_single)
     print(f"  OpenNMT-py single request: p50 {one.pct(50):.2f} ms", flush=True)
     first = httpx.post(f"{server.url}{path}", json=onmt_payload(ten), timeout=REQUEST_TIMEOUT)
+    if first.status_code != 200 or not onmt_ok(first):
+        raise SystemExit(f"onmt_server does not translate: {first.status_code} {first.text[:500]}")
     print(f"  it translates {' '.join(ten)!r} as {first.json()[0][0]['tgt']!r}")
     payloads = [json.dumps(onmt_payload(t)) for t in pool]
     results = []
@@ -211,7 +217,8 @@ def measure_onmt(
         # wrk checks the status only, and onmt_server answers its errors with a 200: ask
         # once more after the level, to see that it still translates
         try:
-            still = onmt_ok(httpx.post(f"{server.url}{path}", json=onmt_payload(ten), timeout=30))
+            after = httpx.post(f"{server.url}{path}", json=onmt_payload(ten), timeout=30)
+            still = after.status_code == 200 and onmt_ok(after)
         except httpx.HTTPError:
             still = False
         if not still:
@@ -292,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     work: Path = args.work.resolve()
     python = ensure_venv(work / "onmt-venv", install=False)
     ensure_server_deps(python)
-    loaded = load_checkpoint(resolve_model_path(args.model), "cpu")
+    folder = args.models_dir / args.model
+    loaded = load_checkpoint(folder if folder.is_dir() else resolve_model_path(args.model), "cpu")
     _, model_dir = onmt_folders(work, loaded, 0, args.train_steps, args.onmt_hidden)
     checkpoint = model_dir / f"model_step_{args.train_steps}.pt"
     if not checkpoint.is_file():

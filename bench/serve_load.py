@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -85,6 +86,10 @@ class Server:
         return f"http://{HOST}:{self.port}"
 
     @property
+    def processes(self) -> int:
+        return int(self.extra_env.get("ATTNVIZ_PROCESSES", "1"))
+
+    @property
     def template(self) -> dict[str, object]:
         """What every translate request asks for, but its text."""
         return {"model": self.model, "beam_size": 1, "shortlist": self.shortlist}
@@ -107,6 +112,7 @@ class Server:
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("wb"),  # a file: an unread pipe can fill and block it
+            start_new_session=True,  # its worker processes too can be stopped as a group
         )
 
         def ready() -> bool:
@@ -120,35 +126,47 @@ class Server:
                 raise SystemExit(f"model {self.model!r} not served: {health['models']}")
             return True
 
-        if not wait_ready(self.process, ready, self.log, timeout):
+        try:
+            if not wait_ready(self.process, ready, self.log, timeout):
+                raise SystemExit(f"the server did not answer /api/health within {timeout:.0f} s")
+            if self.processes > 1:  # the first process answered; the others may still load
+                self._settle(self.processes)
+        except BaseException:
             self.stop()
-            raise SystemExit(f"the server did not answer /api/health within {timeout:.0f} s")
-        if int(self.extra_env.get("ATTNVIZ_PROCESSES", "1")) > 1:
-            self._settle()  # the first process answered; the others may still be loading
+            raise
 
-    def _settle(self, timeout: float = 120.0) -> None:
-        """Wait until the resident memory of all processes stops growing (every process
-        has loaded its models)."""
+    def _settle(self, processes: int, timeout: float = 300.0) -> None:
+        """Wait until every worker process has logged that it started (models loaded)."""
         deadline = time.monotonic() + timeout
-        last = self.rss_mb()
         while time.monotonic() < deadline:
-            time.sleep(2.0)
-            now = self.rss_mb()
-            if now < last * 1.01:
+            started = set()
+            for line in self.log.read_text(errors="replace").splitlines(keepends=True):
+                if line.startswith("{") and line.endswith("\n"):
+                    event = json.loads(line)
+                    if event.get("event") == "started":
+                        started.add(event.get("process"))
+            if len(started) >= processes:
                 return
-            last = now
+            time.sleep(0.5)
+        raise SystemExit(f"{processes} server processes did not all start in {timeout:.0f} s")
 
     def rss_mb(self) -> float:
         """Resident memory of the server and its worker processes (``--processes``)."""
         assert self.process is not None
         pids = [self.process.pid]
         for pid in pids:  # grows as children are found
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                children = (task / "children").read_text().split()
-                pids += [int(c) for c in children if int(c) not in pids]
+            try:
+                tasks = list(Path(f"/proc/{pid}/task").iterdir())
+                children = [c for t in tasks for c in (t / "children").read_text().split()]
+            except FileNotFoundError:  # it has exited since it was listed
+                continue
+            pids += [int(c) for c in children if int(c) not in pids]
         kb = 0
-        for pid in pids:
-            status = Path(f"/proc/{pid}/status").read_text()
+        for pid in pids:  # VmRSS: with several processes, shared pages count in each
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except FileNotFoundError:  # it has exited since it was listed
+                continue
             kb += next(
                 int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")
             )
@@ -178,14 +196,15 @@ def wait_ready(
 
 
 def stop_child(process: subprocess.Popen[bytes] | None) -> None:
-    """Stop a server child as Ctrl-C would (SIGINT), killing it after 20 s."""
+    """Stop a server child as Ctrl-C would (SIGINT), killing it and its process group
+    (worker processes; it is started in a session of its own) after 20 s."""
     if process is None or process.poll() is not None:
         return
     process.send_signal(signal.SIGINT)
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
 
 
@@ -410,7 +429,8 @@ def sequential(
     errors = 0
     with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as client:
         for _ in range(min(20, n)):  # warm-up
-            client.post(path, json=payload)
+            with contextlib.suppress(httpx.HTTPError):
+                client.post(path, json=payload)
         start = time.perf_counter()
         for _ in range(n):
             t0 = time.perf_counter()
@@ -464,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--processes",
         type=int,
         default=1,
-        help="server processes (ATTNVIZ_PROCESSES); the mean batch is then one process's",
+        help="server processes (ATTNVIZ_PROCESSES); no mean batch then (/metrics is per process)",
     )
     p.add_argument(
         "--shortlist", action="store_true", help="requests use the model's lexical shortlist"
@@ -505,7 +525,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 r = level(args.seconds, args.max_requests)
                 s1, b1 = batch_totals(server.url)
                 r.batch = label
-                r.mean_batch = (s1 - s0) / (b1 - b0) if b1 > b0 else float("nan")
+                if args.processes == 1:  # /metrics is per process: one scrape, one of them
+                    r.mean_batch = (s1 - s0) / (b1 - b0) if b1 > b0 else float("nan")
                 results.append(r)
                 print_table([r])
             if micro and args.soak > 0:

@@ -47,7 +47,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load every model of the models directory, then start the micro-batcher."""
     settings: Settings = app.state.settings
     device = resolve_device(settings.device)
-    torch.set_num_threads(settings.intra_op_threads())
+    torch.set_num_threads(settings.intra_op_threads(device.type))
     registry = await run_in_threadpool(
         load_registry, settings.models_dir, device, settings.default_model
     )
@@ -56,7 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         enabled=settings.micro_batch,
         window_s=settings.batch_window_ms / 1000.0,
         max_batch=settings.max_batch,
-        workers=settings.workers_per_process(),
+        workers=settings.workers_per_process(device.type),
     )
     batcher.start()
     app.state.registry = registry
@@ -70,7 +70,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         failed=[f.folder for f in registry.failures],
         default_model=registry.default_name,
         micro_batch=settings.micro_batch,
-        workers=settings.workers_per_process(),
+        workers=settings.workers_per_process(device.type),
         torch_threads=torch.get_num_threads(),
         process=os.getpid(),
     )

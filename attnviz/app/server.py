@@ -75,8 +75,19 @@ def serve_command(
     # the worker processes read their settings from the environment: hand the options on
     for key, value in overrides.items():
         os.environ[f"ATTNVIZ_{key.upper()}"] = str(value)
-    uvicorn.run("attnviz.app.server:worker_app", factory=True, workers=settings.processes, **common)
+    uvicorn.run(
+        "attnviz.app.server:worker_app",
+        factory=True,
+        workers=settings.processes,
+        # uvicorn kills a worker that has not answered its supervisor within this (5 s by
+        # default); a worker imports torch and loads every model first
+        timeout_worker_healthcheck=WORKER_STARTUP_S,
+        **common,
+    )
     return 0
+
+
+WORKER_STARTUP_S = 300
 
 
 def worker_app() -> FastAPI:

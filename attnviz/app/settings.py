@@ -79,11 +79,14 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         le=64,
-        description="threads running model batches at the same time, per process; "
-        "0 = cores / processes",
+        description="threads running model batches at the same time, per process; 0 = on "
+        "a CPU, the cores / processes, at most 2; on a GPU, 1",
     )
     torch_threads: int = Field(
-        default=0, ge=0, le=256, description="torch intra-op threads; 0 = cores / workers"
+        default=0,
+        ge=0,
+        le=256,
+        description="torch intra-op threads; 0 = the cores / (processes x workers)",
     )
     log_requests: bool = True
 
@@ -107,18 +110,23 @@ class Settings(BaseSettings):
     def _models_dir(cls, value: Path) -> Path:
         return value.expanduser()
 
-    def workers_per_process(self) -> int:
-        """Inference workers of each process: as set, else its share of the cores."""
+    def workers_per_process(self, device_type: str = "cpu") -> int:
+        """Inference workers of each process: as set; else on a CPU its share of the
+        cores, at most 2 (more workers make the micro-batches smaller, not the cores
+        more); on a GPU 1, as ``attnviz translate`` has."""
         if self.inference_workers:
             return self.inference_workers
-        return max(1, usable_cores() // self.processes)
+        if device_type != "cpu":
+            return 1
+        return max(1, min(2, usable_cores() // self.processes))
 
-    def intra_op_threads(self) -> int:
+    def intra_op_threads(self, device_type: str = "cpu") -> int:
         """torch threads per inference worker: as set, else the cores shared by every
         worker of every process."""
         if self.torch_threads:
             return self.torch_threads
-        return max(1, usable_cores() // (self.processes * self.workers_per_process()))
+        workers = self.processes * self.workers_per_process(device_type)
+        return max(1, usable_cores() // workers)
 
 
 @lru_cache

@@ -21,6 +21,15 @@ from attnviz.app.settings import BUNDLED_MODELS_DIR, Settings, get_settings
 from attnviz.model.translator import usable_cores
 
 
+@pytest.fixture(autouse=True)
+def _no_attnviz_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts from no ATTNVIZ_* variable, and whatever it sets is undone (setenv
+    first: monkeypatch restores only what it has recorded)."""
+    for key in [k for k in os.environ if k.startswith("ATTNVIZ_")]:
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+
+
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("ATTNVIZ_MODELS_DIR", "ATTNVIZ_DEVICE", "ATTNVIZ_HOST", "ATTNVIZ_CORS_ORIGINS"):
         monkeypatch.delenv(key, raising=False)
@@ -103,10 +112,12 @@ def test_serve_command_refuses_bad_options(
 def test_processes_share_the_cores() -> None:
     cores = usable_cores()
     one = Settings(processes=1)
-    assert one.workers_per_process() == max(1, cores)
+    assert one.workers_per_process() == max(1, min(2, cores))
+    assert one.intra_op_threads() == max(1, cores // one.workers_per_process())
     two = Settings(processes=2)
-    assert two.workers_per_process() == max(1, cores // 2)
+    assert two.workers_per_process() == max(1, min(2, cores // 2))
     assert two.intra_op_threads() == max(1, cores // (2 * two.workers_per_process()))
+    assert one.workers_per_process("cuda") == two.workers_per_process("cuda") == 1
     assert Settings(processes=2, inference_workers=3).workers_per_process() == 3
     with pytest.raises(ValidationError):
         Settings(processes=0)
@@ -120,23 +131,20 @@ def test_serve_command_hands_the_options_to_worker_processes(
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
     monkeypatch.setattr(server, "configure_logging", lambda: None)
-    for key in ("HOST", "PORT", "MODELS_DIR", "DEVICE", "PROCESSES"):
-        # setenv first: monkeypatch then restores the variable the command sets
-        monkeypatch.setenv(f"ATTNVIZ_{key}", "unset")
-        monkeypatch.delenv(f"ATTNVIZ_{key}")
-    assert server.serve_command(None, 8124, tmp_path, "cpu", 2) == 0
-    (call,) = calls
-    assert call["app"] == "attnviz.app.server:worker_app"
-    assert call["factory"] is True and call["workers"] == 2
-    # what each worker process will build, from the environment it inherits
-    app = server.worker_app()
-    settings = app.state.settings
-    assert (settings.port, settings.models_dir, settings.device) == (8124, tmp_path, "cpu")
-    assert settings.processes == 2
-
-
-def test_the_worker_processes_options_do_not_outlive_their_test() -> None:
-    assert "ATTNVIZ_PROCESSES" not in os.environ  # set by the test above, then restored
+    with monkeypatch.context() as scoped:
+        for key in ("HOST", "PORT", "MODELS_DIR", "DEVICE", "PROCESSES"):
+            scoped.setenv(f"ATTNVIZ_{key}", "")  # recorded, so the command's value is undone
+            scoped.delenv(f"ATTNVIZ_{key}")
+        assert server.serve_command(None, 8124, tmp_path, "cpu", 2) == 0
+        (call,) = calls
+        assert call["app"] == "attnviz.app.server:worker_app"
+        assert call["factory"] is True and call["workers"] == 2
+        assert call["timeout_worker_healthcheck"] >= 60  # loading every model takes a while
+        # what each worker process will build, from the environment it inherits
+        settings = server.worker_app().state.settings
+        assert (settings.port, settings.models_dir, settings.device) == (8124, tmp_path, "cpu")
+        assert settings.processes == 2
+    assert "ATTNVIZ_PROCESSES" not in os.environ and "ATTNVIZ_PORT" not in os.environ
 
 
 @pytest.mark.slow
@@ -155,7 +163,9 @@ def test_two_server_processes_serve_translations(tmp_path: Path) -> None:
     ]  # fmt: skip
     env = {**os.environ, "ATTNVIZ_LOG_REQUESTS": "false"}
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         started: set[int] = set()
@@ -164,9 +174,12 @@ def test_two_server_processes_serve_translations(tmp_path: Path) -> None:
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
-            for line in log.read_text().splitlines():
-                if line.startswith("{") and json.loads(line).get("event") == "started":
-                    started.add(json.loads(line)["process"])
+            for line in log.read_text().splitlines(keepends=True):
+                if not (line.startswith("{") and line.endswith("\n")):
+                    continue  # not a log event, or one still being written
+                event = json.loads(line)
+                if event.get("event") == "started":
+                    started.add(event["process"])
         assert proc.pid not in started  # the parent only supervises
         for _ in range(6):  # a new connection each time
             r = httpx.post(
@@ -178,5 +191,9 @@ def test_two_server_processes_serve_translations(tmp_path: Path) -> None:
             assert len(body["attention"]) == len(body["target_tokens"])
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the supervisor and its workers
+            proc.wait(timeout=30)
     assert proc.returncode == 0, log.read_text()[-3000:]
