@@ -484,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--processes",
         type=int,
         default=1,
-        help="server processes (ATTNVIZ_PROCESSES); no mean batch then (/metrics is per process)",
+        help="server processes (ATTNVIZ_PROCESSES)",
     )
     p.add_argument(
         "--shortlist", action="store_true", help="requests use the model's lexical shortlist"
@@ -502,6 +502,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--seconds must be in (0, 600] and --soak in [0, 120] minutes")
     ten, pool = sentences()
     results: list[Result] = []
+
+    def settle() -> None:
+        """With several processes /metrics adds up the others' counts as they publish
+        them, once a second: let them."""
+        if args.processes > 1:
+            time.sleep(1.5)
+
     soak: dict[str, float] = {}
     modes = [True] if args.no_off else [True, False]
     for micro in modes:
@@ -521,12 +528,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     run_level, server, pool, clients, procs=args.client_procs, wrk=args.wrk
                 )
                 level(2.0, 10_000)  # warm-up
+                settle()
                 s0, b0 = batch_totals(server.url)
                 r = level(args.seconds, args.max_requests)
+                settle()
                 s1, b1 = batch_totals(server.url)
                 r.batch = label
-                if args.processes == 1:  # /metrics is per process: one scrape, one of them
-                    r.mean_batch = (s1 - s0) / (b1 - b0) if b1 > b0 else float("nan")
+                r.mean_batch = (s1 - s0) / (b1 - b0) if b1 > b0 else float("nan")
                 results.append(r)
                 print_table([r])
             if micro and args.soak > 0:

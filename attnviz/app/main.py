@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -74,10 +75,33 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch_threads=torch.get_num_threads(),
         process=os.getpid(),
     )
+    publisher = None
+    if app.state.metrics.share_dir is not None:  # one of several processes
+        publisher = asyncio.create_task(_publish_metrics(app.state.metrics))
     try:
         yield
     finally:
+        if publisher is not None:
+            publisher.cancel()
+            _publish_once(app.state.metrics)  # the final counts
         await batcher.close()
+
+
+METRICS_PUBLISH_S = 1.0
+
+
+async def _publish_metrics(metrics: Metrics) -> None:
+    """Publish this process's counters for the others' /metrics, every second."""
+    while True:
+        _publish_once(metrics)
+        await asyncio.sleep(METRICS_PUBLISH_S)
+
+
+def _publish_once(metrics: Metrics) -> None:
+    try:
+        metrics.publish()
+    except OSError as e:  # the shared folder is gone or full: /metrics is not worth a crash
+        log_event(app_logger, logging.WARNING, "metrics_publish_failed", error=str(e))
 
 
 def _clean_errors(errors: Any) -> list[dict[str, Any]]:
@@ -137,7 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(settings.metrics_dir)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(InputProblem, _input_problem)
     app.add_exception_handler(UnknownModelError, _unknown_model)

@@ -4,14 +4,24 @@ Request counts by endpoint and status, a latency histogram per endpoint, the siz
 model batches the micro-batcher runs, and which models loaded. One :class:`Metrics`
 object per app (created with it, reached through ``app.state``); a small lock guards the
 counters only while they are updated, never while a request runs.
+
+With several server processes (``attnviz serve --processes N``) each process publishes
+its counters to a folder the processes share (``<pid>.json``, about once a second) and
+``/metrics`` adds up its own live counters and the others' last published ones, as
+prometheus_client's multiprocess mode does: a scrape sees every process, the others up to
+a second late. A process that has exited keeps its totals (counters only grow).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from attnviz.app.registry import ModelRegistry
 
@@ -37,6 +47,14 @@ class Histogram:
                 break
         self.total += value
         self.count += 1
+
+    def add(self, counts: Sequence[int], total: float, count: int) -> None:
+        """Another histogram's observations, over the same bounds."""
+        if len(counts) != len(self.counts):
+            raise ValueError(f"{len(counts)} bucket counts for {len(self.counts)} bounds")
+        self.counts = [a + int(b) for a, b in zip(self.counts, counts, strict=True)]
+        self.total += float(total)
+        self.count += int(count)
 
     def lines(self, name: str, labels: str) -> list[str]:
         sep = "," if labels else ""
@@ -69,9 +87,11 @@ def _labels(pairs: Iterable[tuple[str, str]]) -> str:
 
 
 class Metrics:
-    """The counters of one app."""
+    """The counters of one app; ``share_dir``: the folder the processes of one service
+    publish their counters to (None: this process is the service)."""
 
-    def __init__(self) -> None:
+    def __init__(self, share_dir: Path | None = None) -> None:
+        self.share_dir = share_dir
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str, str], int] = {}
         self._latency: dict[tuple[str, str], Histogram] = {}
@@ -101,8 +121,65 @@ class Metrics:
                     hist = table[model] = Histogram(tuple(float(b) for b in bounds))
                 hist.observe(value)
 
+    def _histograms(self) -> tuple[tuple[str, dict[str, Histogram], tuple[float, ...]], ...]:
+        return (
+            ("batches", self._batches, tuple(float(b) for b in BATCH_BUCKETS)),
+            ("batch_requests", self._batch_requests, tuple(float(b) for b in BATCH_BUCKETS)),
+            ("inference", self._inference, LATENCY_BUCKETS),
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every counter, as JSON-able data (what :meth:`absorb` adds up)."""
+        with self._lock:
+            out: dict[str, Any] = {
+                "requests": [[*key, n] for key, n in self._requests.items()],
+                "latency": [[*k, h.counts, h.total, h.count] for k, h in self._latency.items()],
+            }
+            for name, table, _ in self._histograms():
+                out[name] = [[m, h.counts, h.total, h.count] for m, h in table.items()]
+            return out
+
+    def absorb(self, snapshot: dict[str, Any]) -> None:
+        """Add another process's counters (a :meth:`snapshot`) to these."""
+        with self._lock:
+            for method, path, status, n in snapshot["requests"]:
+                key = (method, path, status)
+                self._requests[key] = self._requests.get(key, 0) + int(n)
+            for method, path, counts, total, count in snapshot["latency"]:
+                hist = self._latency.setdefault((method, path), Histogram(LATENCY_BUCKETS))
+                hist.add(counts, total, count)
+            for name, table, bounds in self._histograms():
+                for model, counts, total, count in snapshot[name]:
+                    table.setdefault(model, Histogram(bounds)).add(counts, total, count)
+
+    def publish(self) -> None:
+        """Write this process's counters to the shared folder (a reader sees the old file
+        or the new one)."""
+        if self.share_dir is None:
+            return
+        path = self.share_dir / f"{os.getpid()}.json"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.snapshot()), encoding="utf-8")
+        os.replace(tmp, path)
+
     def render(self, registry: ModelRegistry | None) -> str:
-        """The exposition text."""
+        """The exposition text: this process's counters, plus the other processes' last
+        published ones when the service has several."""
+        if self.share_dir is None:
+            return self._render(registry)
+        total = Metrics()
+        total.absorb(self.snapshot())
+        own = f"{os.getpid()}.json"
+        for path in sorted(self.share_dir.glob("*.json")):
+            if path.name == own:
+                continue
+            try:
+                total.absorb(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # vanished, or not ours: the others still count
+        return total._render(registry)
+
+    def _render(self, registry: ModelRegistry | None) -> str:
         lines: list[str] = []
 
         def header(name: str, kind: str, help_text: str) -> None:

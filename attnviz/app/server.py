@@ -7,13 +7,17 @@ With ``--processes N`` (``ATTNVIZ_PROCESSES``) uvicorn runs N worker processes o
 socket, each made by :func:`worker_app` from the same settings (the options are handed
 on as ``ATTNVIZ_*`` variables): each loads every model and has its own event loop,
 micro-batcher and interpreter lock, which on this 2-core machine served 1.3-1.9x the
-requests of one process at 64 clients (README, Service). Each keeps its own /metrics.
+requests of one process at 64 clients (README, Service). They add up their /metrics
+through a temporary folder made here (``ATTNVIZ_METRICS_DIR``; see
+:mod:`attnviz.app.metrics`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +79,23 @@ def serve_command(
     # the worker processes read their settings from the environment: hand the options on
     for key, value in overrides.items():
         os.environ[f"ATTNVIZ_{key.upper()}"] = str(value)
-    uvicorn.run(
-        "attnviz.app.server:worker_app",
-        factory=True,
-        workers=settings.processes,
-        # uvicorn kills a worker that has not answered its supervisor within this (5 s by
-        # default); a worker imports torch and loads every model first
-        timeout_worker_healthcheck=WORKER_STARTUP_S,
-        **common,
-    )
+    shared = None
+    if settings.metrics_dir is None:  # where the processes add up their /metrics
+        shared = tempfile.mkdtemp(prefix="attnviz-metrics-")
+        os.environ["ATTNVIZ_METRICS_DIR"] = shared
+    try:
+        uvicorn.run(
+            "attnviz.app.server:worker_app",
+            factory=True,
+            workers=settings.processes,
+            # uvicorn kills a worker that has not answered its supervisor within this (5 s
+            # by default); a worker imports torch and loads every model first
+            timeout_worker_healthcheck=WORKER_STARTUP_S,
+            **common,
+        )
+    finally:
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
     return 0
 
 

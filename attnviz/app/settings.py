@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         description="server processes (uvicorn workers), each with every model, its own event "
         "loop and inference workers; /metrics then counts the process that answers",
     )
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="folder where the processes of one service share their counters "
+        "(set by `attnviz serve --processes N`)",
+    )
     inference_workers: int = Field(
         default=0,
         ge=0,

@@ -3,8 +3,12 @@ sizes, model load status."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from attnviz.app.metrics import Histogram, Metrics
@@ -91,3 +95,39 @@ def test_label_values_are_escaped() -> None:
     text = m.render(None)
     assert 'path="odd\\"path\\\\\\n"' in text
     parse(text)
+
+
+def test_processes_add_up_their_counters(tmp_path: Path) -> None:
+    """Two processes of one service: each /metrics shows both, whichever answers."""
+    here, there = Metrics(tmp_path), Metrics(tmp_path)
+    here.observe_request("POST", "/api/translate", 200, 0.004)
+    there.observe_request("POST", "/api/translate", 200, 0.02)
+    there.observe_request("POST", "/api/translate", 422, 0.001)
+    there.observe_batch("m", sentences=5, requests=3, seconds=0.01)
+    # `there` is another process: its counters reach `here` through its published file
+    (tmp_path / "999999.json").write_text(json.dumps(there.snapshot()))
+    (tmp_path / "888888.json").write_text("{not json")  # a broken file is skipped
+    here.publish()  # its own file is not counted twice: its live counters are used
+    assert (tmp_path / f"{os.getpid()}.json").is_file()
+    samples = parse(here.render(None))
+    ok = ('method="POST"', 'path="/api/translate"', 'status="200"')
+    assert value(samples, "attnviz_requests_total", *ok) == 2
+    assert value(samples, "attnviz_requests_total", 'status="422"') == 1
+    assert value(samples, "attnviz_request_duration_seconds_count") == 3
+    assert value(samples, "attnviz_request_duration_seconds_sum") == pytest.approx(0.025)
+    assert value(samples, "attnviz_request_duration_seconds_bucket", 'le="0.005"') == 2
+    assert value(samples, "attnviz_batch_sentences_sum", 'model="m"') == 5
+    here.observe_request("POST", "/api/translate", 200, 0.004)  # live, not yet published
+    assert value(parse(here.render(None)), "attnviz_requests_total", *ok) == 3
+    # a service of one process renders only its own counters
+    alone = Metrics()
+    alone.observe_request("GET", "/api/health", 200, 0.001)
+    assert "/api/translate" not in alone.render(None)
+
+
+def test_histograms_add_only_over_the_same_bounds() -> None:
+    h = Histogram((1.0, 2.0))
+    h.add([1, 2], 3.5, 3)
+    assert (h.counts, h.total, h.count) == ([1, 2], 3.5, 3)
+    with pytest.raises(ValueError, match="bounds"):
+        h.add([1], 1.0, 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -132,7 +133,7 @@ def test_serve_command_hands_the_options_to_worker_processes(
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
     monkeypatch.setattr(server, "configure_logging", lambda: None)
     with monkeypatch.context() as scoped:
-        for key in ("HOST", "PORT", "MODELS_DIR", "DEVICE", "PROCESSES"):
+        for key in ("HOST", "PORT", "MODELS_DIR", "DEVICE", "PROCESSES", "METRICS_DIR"):
             scoped.setenv(f"ATTNVIZ_{key}", "")  # recorded, so the command's value is undone
             scoped.delenv(f"ATTNVIZ_{key}")
         assert server.serve_command(None, 8124, tmp_path, "cpu", 2) == 0
@@ -144,7 +145,10 @@ def test_serve_command_hands_the_options_to_worker_processes(
         settings = server.worker_app().state.settings
         assert (settings.port, settings.models_dir, settings.device) == (8124, tmp_path, "cpu")
         assert settings.processes == 2
-    assert "ATTNVIZ_PROCESSES" not in os.environ and "ATTNVIZ_PORT" not in os.environ
+        assert settings.metrics_dir is not None  # made for them, removed when they end
+        assert not settings.metrics_dir.exists()
+    for key in ("PROCESSES", "PORT", "METRICS_DIR"):
+        assert f"ATTNVIZ_{key}" not in os.environ
 
 
 @pytest.mark.slow
@@ -161,7 +165,9 @@ def test_two_server_processes_serve_translations(tmp_path: Path) -> None:
         sys.executable, "-m", "attnviz.app.cli", "serve", "--port", str(port),
         "--models-dir", str(models), "--device", "cpu", "--processes", "2",
     ]  # fmt: skip
-    env = {**os.environ, "ATTNVIZ_LOG_REQUESTS": "false"}
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    env = {**os.environ, "ATTNVIZ_LOG_REQUESTS": "false", "ATTNVIZ_METRICS_DIR": str(shared)}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -189,6 +195,24 @@ def test_two_server_processes_serve_translations(tmp_path: Path) -> None:
             body = r.json()
             assert body["target_tokens"][-1] == "</s>"
             assert len(body["attention"]) == len(body["target_tokens"])
+        # each process publishes its counters every second; any one of them answers
+        # /metrics with the service's total
+        time.sleep(2.5)
+        line = re.compile(
+            r'^attnviz_requests_total\{method="POST",path="/api/translate",status="200"\} (\d+)$',
+            re.MULTILINE,
+        )
+        for _ in range(4):
+            m = line.search(httpx.get(f"{url}/metrics", timeout=30).text)
+            assert m is not None and int(m.group(1)) == 6
+        # both processes publish, and their own counts are what the total adds up
+        published = {int(p.stem): json.loads(p.read_text()) for p in shared.glob("*.json")}
+        assert set(published) == started
+        served = [
+            sum(n for _, path, status, n in snap["requests"] if path == "/api/translate")
+            for snap in published.values()
+        ]
+        assert sum(served) == 6
     finally:
         proc.send_signal(signal.SIGINT)
         try:
