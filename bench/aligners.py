@@ -10,7 +10,10 @@
    reverse: each English token picks a French one), symmetrised with grow-diag-final-and
    (Koehn et al. 2005, as Moses does) by default; ``--symmetrize`` picks another
    (intersect, union, forward, reverse). The AER of every variant is printed first.
-   eflomal samples at random (no seed), so its AER varies a little between runs.
+   eflomal samples at random (no seed), so its AER varies a little between runs. Its
+   result is kept in ``<corpus>/.cache/eflomal-<hash of the corpus files and options>.json``
+   and reused for the same files and options (about 40 s of both cores otherwise, which
+   slows anything else measured at the time); ``--rerun-eflomal`` aligns again.
 2. Two reference rows: a diagonal baseline (target token j linked to source token
    round(j * (S-1) / (T-1))), and the best an argmax alignment can score, one link per
    target token (each aligned token given one of its gold links, each unaligned one a
@@ -29,7 +32,10 @@ the corpus (a fr->en model's links are flipped to compare). Not part of the test
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import importlib
+import json
 import subprocess
 import sys
 import tempfile
@@ -61,6 +67,49 @@ NEIGHBOURS = ((-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 
 
 
 # -- eflomal -----------------------------------------------------------------------------
+
+
+EflomalResult = tuple[dict[str, AerCounts], dict[str, AerCounts], float]
+
+
+def eflomal_results(
+    train_path: Path,
+    test_path: Path,
+    train: Sequence[Pair],
+    test: Sequence[Pair],
+    n_samplers: int,
+    *,
+    rerun: bool,
+    log: Callable[[str], None],
+) -> EflomalResult:
+    """:func:`run_eflomal`'s result, from the cache when it holds one for these files and
+    options (and ``rerun`` is off), else computed and stored there."""
+    digest = hashlib.sha256()
+    for path in (train_path, test_path):
+        digest.update(path.read_bytes())
+    digest.update(f"samplers={n_samplers} train={len(train)} test={len(test)}".encode())
+    cache = train_path.parent / ".cache" / f"eflomal-{digest.hexdigest()[:20]}.json"
+    if cache.is_file() and not rerun:
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+        log(f"eflomal: its result of {stored['made']} from {cache} (--rerun-eflomal: again)")
+        counts, all_counts = (
+            {name: AerCounts(**c) for name, c in stored[part].items()} for part in ("test", "all")
+        )
+        return counts, all_counts, float(stored["seconds"])
+    counts, all_counts, seconds = run_eflomal(train, test, n_samplers)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(
+        json.dumps(
+            {
+                "made": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "seconds": seconds,
+                "test": {k: dataclasses.asdict(c) for k, c in counts.items()},
+                "all": {k: dataclasses.asdict(c) for k, c in all_counts.items()},
+            }
+        ),
+        encoding="utf-8",
+    )
+    return counts, all_counts, seconds
 
 
 def import_eflomal() -> Any:
@@ -292,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         help="which eflomal alignment goes in the table",
     )
     parser.add_argument("--no-eflomal", action="store_true", help="skip eflomal")
+    parser.add_argument(
+        "--rerun-eflomal", action="store_true", help="align again, not from the cache"
+    )
     parser.add_argument("--samplers", type=int, default=3, help="eflomal's n_samplers")
     parser.add_argument("--limit", type=int, default=None, help="first N test pairs only")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -328,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[list[str]] = []
     if not args.no_eflomal:
-        counts, all_counts, seconds = run_eflomal(train, test, args.samplers)
+        counts, all_counts, seconds = eflomal_results(
+            train_path, test_path, train, test, args.samplers, rerun=args.rerun_eflomal, log=log
+        )
         log(f"eflomal on {len(train) + len(test)} pairs: {seconds:.1f} s")
         log(f"  {'':<20} {'test':<38}  all pairs with gold")
         for name in SYMMETRIZATIONS:
