@@ -71,7 +71,6 @@ from bench.opennmt_compare import (  # noqa: E402
 from bench.report import load_average, render_table  # noqa: E402
 from bench.serve_load import (  # noqa: E402
     HOST,
-    REQUEST_TIMEOUT,
     Result,
     Server,
     free_port,
@@ -185,6 +184,16 @@ def onmt_ok(r: httpx.Response) -> bool:
     return isinstance(body, list) and bool(body and body[0] and body[0][0].get("tgt"))
 
 
+def onmt_answer(url: str, tokens: Sequence[str]) -> httpx.Response | None:
+    """onmt_server's answer to one sentence, or None when none came or it is no
+    translation."""
+    try:
+        r = httpx.post(f"{url}/translator/translate", json=onmt_payload(tokens), timeout=30)
+    except httpx.HTTPError:
+        return None
+    return r if r.status_code == 200 and onmt_ok(r) else None
+
+
 @dataclass
 class Side:
     """One server's figures."""
@@ -205,9 +214,9 @@ def measure_onmt(
     path = "/translator/translate"
     one = sequential(server.url, path, onmt_payload(ten), onmt_ok, n_single)
     print(f"  OpenNMT-py single request: p50 {one.pct(50):.2f} ms", flush=True)
-    first = httpx.post(f"{server.url}{path}", json=onmt_payload(ten), timeout=REQUEST_TIMEOUT)
-    if first.status_code != 200 or not onmt_ok(first):
-        raise SystemExit(f"onmt_server does not translate: {first.status_code} {first.text[:500]}")
+    first = onmt_answer(server.url, ten)
+    if first is None:
+        raise SystemExit(f"onmt_server does not translate {' '.join(ten)!r}; see {server.log}")
     print(f"  it translates {' '.join(ten)!r} as {first.json()[0][0]['tgt']!r}")
     payloads = [json.dumps(onmt_payload(t)) for t in pool]
     results = []
@@ -216,12 +225,7 @@ def measure_onmt(
         r = wrk_post(server.url, path, payloads, clients, seconds)
         # wrk checks the status only, and onmt_server answers its errors with a 200: ask
         # once more after the level, to see that it still translates
-        try:
-            after = httpx.post(f"{server.url}{path}", json=onmt_payload(ten), timeout=30)
-            still = after.status_code == 200 and onmt_ok(after)
-        except httpx.HTTPError:
-            still = False
-        if not still:
+        if onmt_answer(server.url, ten) is None:
             r.errors += 1
             print(f"  OpenNMT-py no longer translates after {clients} clients")
         print(f"  OpenNMT-py {clients} clients: {_level(r, seconds)} req/s (p50 / p99 ms)")

@@ -49,6 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     device = resolve_device(settings.device)
     torch.set_num_threads(settings.intra_op_threads(device.type))
+    workers = settings.workers_per_process(device.type)
     registry = await run_in_threadpool(
         load_registry, settings.models_dir, device, settings.default_model
     )
@@ -57,7 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         enabled=settings.micro_batch,
         window_s=settings.batch_window_ms / 1000.0,
         max_batch=settings.max_batch,
-        workers=settings.workers_per_process(device.type),
+        workers=workers,
     )
     batcher.start()
     app.state.registry = registry
@@ -71,7 +72,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         failed=[f.folder for f in registry.failures],
         default_model=registry.default_name,
         micro_batch=settings.micro_batch,
-        workers=settings.workers_per_process(device.type),
+        workers=workers,
         torch_threads=torch.get_num_threads(),
         process=os.getpid(),
     )

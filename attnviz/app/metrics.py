@@ -111,20 +111,19 @@ class Metrics:
     def observe_batch(self, model: str, sentences: int, requests: int, seconds: float) -> None:
         """One model batch: how many sentences, from how many requests, how long."""
         with self._lock:
-            for table, value, bounds in (
-                (self._batches, float(sentences), BATCH_BUCKETS),
-                (self._batch_requests, float(requests), BATCH_BUCKETS),
-                (self._inference, seconds, LATENCY_BUCKETS),
-            ):
+            values = (float(sentences), float(requests), seconds)
+            for (_, table, bounds), value in zip(self._histograms(), values, strict=True):
                 hist = table.get(model)
                 if hist is None:
-                    hist = table[model] = Histogram(tuple(float(b) for b in bounds))
+                    hist = table[model] = Histogram(bounds)
                 hist.observe(value)
 
     def _histograms(self) -> tuple[tuple[str, dict[str, Histogram], tuple[float, ...]], ...]:
+        """The per-model batch histograms: (snapshot key, table, bucket bounds)."""
+        batch_bounds = tuple(float(b) for b in BATCH_BUCKETS)
         return (
-            ("batches", self._batches, tuple(float(b) for b in BATCH_BUCKETS)),
-            ("batch_requests", self._batch_requests, tuple(float(b) for b in BATCH_BUCKETS)),
+            ("batches", self._batches, batch_bounds),
+            ("batch_requests", self._batch_requests, batch_bounds),
             ("inference", self._inference, LATENCY_BUCKETS),
         )
 

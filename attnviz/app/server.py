@@ -6,7 +6,7 @@ the defaults (127.0.0.1:8000, the bundled checkpoints/, device auto, one process
 With ``--processes N`` (``ATTNVIZ_PROCESSES``) uvicorn runs N worker processes on the one
 socket, each made by :func:`worker_app` from the same settings (the options are handed
 on as ``ATTNVIZ_*`` variables): each loads every model and has its own event loop,
-micro-batcher and interpreter lock, which on this 2-core machine served 1.3-1.9x the
+micro-batcher and interpreter lock, which on this 2-core machine served 1.2-1.8x the
 requests of one process at 64 clients (README, Service). They add up their /metrics
 through a temporary folder made here (``ATTNVIZ_METRICS_DIR``; see
 :mod:`attnviz.app.metrics`).

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description="server processes (uvicorn workers), each with every model, its own event "
-        "loop and inference workers; /metrics then counts the process that answers",
+        "loop and inference workers; /metrics adds them up",
     )
     metrics_dir: Path | None = Field(
         default=None,
