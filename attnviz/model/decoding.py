@@ -39,7 +39,11 @@ finished (or at ``max_length``, where the live beams are added unfinished). The 
 ranking uses *simple length normalisation*, not GNMT's penalty:
 ``norm_score = score / len ** length_penalty``, where ``score`` is the total
 log-probability and ``len`` counts the target tokens including eos; ``length_penalty=0``
-ranks by raw log-probability. With K = 1 this is exactly greedy decoding.
+ranks by raw log-probability. With K = 1 this is exactly greedy decoding. The 2K best of
+a sentence's K x vocab extensions are found in two passes: each beam's 2K best, then the
+best 2K of those (the same candidates, a pass over the vocabulary fewer). A sentence's
+beams share its source-side tensors (context projections, cross-attention keys and
+values) in the fused steps: read once a step for the K beams, not K times.
 
 In a batch, greedy and beam search both drop finished sentences as they accumulate (once a
 quarter of the rows or sentences are done), so the rest run smaller; the results are those
@@ -413,11 +417,6 @@ class _OutputSpace:
         sizes = own.sum(1).tolist()
         return cls(len(ids), torch.from_numpy(ids).to(prep.device), bias, sizes)
 
-    def rows(self, expand: Tensor) -> _OutputSpace:
-        """The space for rows ``expand`` of the batch (beam search: each sentence's beam)."""
-        bias = None if self.bias is None else self.bias.index_select(0, expand)
-        return _OutputSpace(self.size, self.ids, bias, self.sizes)
-
     def top_k(self, k: int, sentence: int) -> int:
         """How many of the ``k`` best candidates sentence ``sentence`` reports: at most its
         own shortlist's size (the other columns are the rest of the batch's, at -inf)."""
@@ -437,24 +436,40 @@ class _OutputSpace:
 
 
 class _Stepper:
-    """Runs decoder steps for a batch of rows, keeping the recurrent state.
+    """Runs decoder steps for ``group`` rows per sentence (beam search: its beams),
+    sentence-major, keeping the recurrent state.
 
+    Made from the sentences' encoder output, blocked mask and output space (one row each);
     ``step(prev, step_ids)`` -> logits (rows, space.size), weights (rows, heads, src_len)
-    | None; ``reorder(indices)`` selects rows of the state (beam search);
-    ``keep(indices)`` keeps only those rows, state and source alike (dropping finished
-    sentences). The logits are over the output space's columns (all the vocabulary, or a
-    batch's shortlists, whose output-layer columns the fused steppers select once), each
-    row's own shortlist's bias added.
+    | None; ``reorder(rows)`` selects rows of the state (beam search: each new beam's
+    parent, within its sentence); ``keep(rows, sentences)`` keeps only those rows and
+    sentences, state and source alike (dropping finished sentences). The logits are over
+    the output space's columns (all the vocabulary, or a batch's shortlists, whose
+    output-layer columns the fused steppers select once), each row's own shortlist's bias
+    added. The fused steppers keep what comes from the source once per sentence where a
+    step can use it so (the Bahdanau/Luong context projections, the Transformer's
+    cross-attention keys and values): a sentence's beams read it once, not once each.
     """
 
     def step(self, prev: Tensor, step_ids: Tensor) -> tuple[Tensor, Tensor | None]:
         raise NotImplementedError
 
-    def reorder(self, indices: Tensor) -> None:
+    def reorder(self, rows: Tensor) -> None:
         raise NotImplementedError
 
-    def keep(self, indices: Tensor) -> None:
+    def keep(self, rows: Tensor, sentences: Tensor) -> None:
         raise NotImplementedError
+
+
+def _group_rows(sentences: int, group: int, device: torch.device) -> Tensor | None:
+    """(sentences * group,) the sentence of each row, sentence-major; None when group is 1."""
+    if group == 1:
+        return None
+    return torch.arange(sentences, device=device).repeat_interleave(group)
+
+
+def _rows_of(tensor: Tensor, expand: Tensor | None) -> Tensor:
+    return tensor if expand is None else tensor.index_select(0, expand)
 
 
 class _Selectable(Protocol):
@@ -492,12 +507,14 @@ class _ModelStepper(_Stepper, Generic[EncT, StateT]):
         enc: EncT,
         blocked: Tensor | None,
         space: _OutputSpace,
+        expand: Tensor | None,
     ) -> None:
         self.model = model
-        self.enc = enc
-        self.blocked = blocked
-        self.outputs, self.out_bias = space.ids, space.bias
-        self.state: StateT = model.init_state(enc)
+        self.enc = enc if expand is None else enc.index_select(expand)
+        self.blocked = None if blocked is None else _rows_of(blocked, expand)
+        self.outputs = space.ids
+        self.out_bias = None if space.bias is None else _rows_of(space.bias, expand)
+        self.state: StateT = model.init_state(self.enc)
 
     def step(self, prev: Tensor, step_ids: Tensor) -> tuple[Tensor, Tensor | None]:
         logits, self.state, weights = self.model.step(
@@ -509,16 +526,16 @@ class _ModelStepper(_Stepper, Generic[EncT, StateT]):
             logits = logits + self.out_bias
         return logits, weights
 
-    def reorder(self, indices: Tensor) -> None:
-        self.state = self.state.index_select(indices)
+    def reorder(self, rows: Tensor) -> None:
+        self.state = self.state.index_select(rows)
         if self.out_bias is not None:
-            self.out_bias = self.out_bias.index_select(0, indices)
+            self.out_bias = self.out_bias.index_select(0, rows)
 
-    def keep(self, indices: Tensor) -> None:
-        self.reorder(indices)
-        self.enc = self.enc.index_select(indices)
+    def keep(self, rows: Tensor, sentences: Tensor) -> None:
+        self.reorder(rows)
+        self.enc = self.enc.index_select(rows)
         if self.blocked is not None:
-            self.blocked = self.blocked.index_select(0, indices)
+            self.blocked = self.blocked.index_select(0, rows)
 
 
 @dataclass(frozen=True)
@@ -663,7 +680,12 @@ class _FusedStepper(_Stepper):
     """
 
     def __init__(
-        self, model: Seq2Seq, enc: EncoderOutput, blocked: Tensor | None, space: _OutputSpace
+        self,
+        model: Seq2Seq,
+        enc: EncoderOutput,
+        blocked: Tensor | None,
+        space: _OutputSpace,
+        expand: Tensor | None,
     ) -> None:
         dec = model.decoder
         key_dim = enc.values.size(-1)
@@ -674,26 +696,28 @@ class _FusedStepper(_Stepper):
             self.out_t = _columns(self.w.out_rows, space.ids)
             self.b_out = self.w.b_out.index_select(0, space.ids)
         if space.bias is not None:
-            self.b_out = self.b_out + space.bias
+            self.b_out = self.b_out + _rows_of(space.bias, expand)  # (rows, space)
         self.luong = dec.style == "luong"
         self.hid = model.config.hidden_dim
         self.embedding = dec.embedding.weight  # (vocab, emb)
         self.attention = model.has_attention
         self.score = dec.attention.score
-        self.keys = enc.keys
-        proj = torch.matmul(enc.values, self.w.ctx_t)  # (rows, mem_len, 4h | h)
+        self.keys = _rows_of(enc.keys, expand)  # (rows, src_len, key_dim)
+        proj = torch.matmul(enc.values, self.w.ctx_t)  # (sentences, mem_len, 4h | h)
         self.bias: Tensor | None = None  # None: nothing masked (one sentence, no blocking)
         if self.attention:
             mask = enc.attn_mask if blocked is None else enc.attn_mask & ~blocked
             if not bool(mask.all()):
-                self.bias = torch.zeros(mask.shape, dtype=proj.dtype, device=proj.device)
-                self.bias.masked_fill_(~mask, float("-inf"))  # (rows, src_len)
-            self.ctx_proj = proj  # (rows, src_len, 4h | h)
+                bias = torch.zeros(mask.shape, dtype=proj.dtype, device=proj.device)
+                bias.masked_fill_(~mask, float("-inf"))  # (sentences, src_len)
+                self.bias = _rows_of(bias, expand)  # (rows, src_len)
+            self.ctx_proj = proj  # (sentences, src_len, 4h | h): shared by their rows
         else:
-            self.ctx_const = proj[:, 0]  # (rows, 4h | h): the summary is the only context
+            # (rows, 4h | h): the summary is the only context
+            self.ctx_const = _rows_of(proj[:, 0], expand)
         state = model.init_state(enc)
-        self.hidden = state.hidden  # (rows, h)
-        self.feed = state.feed  # (rows, h) | None
+        self.hidden = _rows_of(state.hidden, expand)  # (rows, h)
+        self.feed = None if state.feed is None else _rows_of(state.feed, expand)  # (rows, h)
 
     def _gru(self, gi: Tensor, h: Tensor) -> Tensor:
         """GRUCell from the input pre-activation gi (rows, 3h), bias included."""
@@ -709,6 +733,16 @@ class _FusedStepper(_Stepper):
             scores = scores + self.bias
         return torch.softmax(scores, dim=-1).unsqueeze(1)  # (rows, 1, src_len)
 
+    def _mix(self, base: Tensor, weights: Tensor) -> Tensor:
+        """base (rows, n) + each row's weights (rows, 1, src_len) times its sentence's
+        context projections: one product per sentence for all its rows."""
+        sentences = self.ctx_proj.size(0)
+        group = base.size(0) // sentences
+        mixed = torch.baddbmm(
+            base.view(sentences, group, -1), weights.view(sentences, group, -1), self.ctx_proj
+        )  # (sentences, group, n)
+        return mixed.view(base.shape)
+
     def step(self, prev: Tensor, step_ids: Tensor) -> tuple[Tensor, Tensor | None]:
         w = self.w
         h = self.hidden
@@ -723,7 +757,7 @@ class _FusedStepper(_Stepper):
             pre = torch.addmm(w.b_r, h, w.rh_t)  # (rows, h)
             if self.attention:
                 weights = self._attend(h, step_ids)
-                pre = torch.baddbmm(pre.unsqueeze(1), weights, self.ctx_proj).squeeze(1)
+                pre = self._mix(pre, weights)
             else:
                 pre = pre + self.ctx_const
             out = torch.tanh(pre)  # (rows, h)
@@ -739,7 +773,7 @@ class _FusedStepper(_Stepper):
                 )
             if self.attention:
                 weights = self._attend(h, step_ids)
-                x = torch.baddbmm(x.unsqueeze(1), weights, self.ctx_proj).squeeze(1)
+                x = self._mix(x, weights)
             else:
                 x = x + self.ctx_const
             h = self._gru(x, h)
@@ -748,22 +782,22 @@ class _FusedStepper(_Stepper):
         logits = torch.addmm(self.b_out, out, self.out_t)  # (rows, space)
         return logits, weights
 
-    def reorder(self, indices: Tensor) -> None:
-        self.hidden = self.hidden.index_select(0, indices)
+    def reorder(self, rows: Tensor) -> None:
+        self.hidden = self.hidden.index_select(0, rows)
         if self.feed is not None:
-            self.feed = self.feed.index_select(0, indices)
+            self.feed = self.feed.index_select(0, rows)
         if self.b_out.dim() == 2:
-            self.b_out = self.b_out.index_select(0, indices)
+            self.b_out = self.b_out.index_select(0, rows)
 
-    def keep(self, indices: Tensor) -> None:
-        self.reorder(indices)
-        self.keys = self.keys.index_select(0, indices)
+    def keep(self, rows: Tensor, sentences: Tensor) -> None:
+        self.reorder(rows)
+        self.keys = self.keys.index_select(0, rows)
         if self.bias is not None:
-            self.bias = self.bias.index_select(0, indices)
+            self.bias = self.bias.index_select(0, rows)
         if self.attention:
-            self.ctx_proj = self.ctx_proj.index_select(0, indices)
+            self.ctx_proj = self.ctx_proj.index_select(0, sentences)
         else:
-            self.ctx_const = self.ctx_const.index_select(0, indices)
+            self.ctx_const = self.ctx_const.index_select(0, rows)
 
 
 @dataclass(frozen=True)
@@ -858,24 +892,28 @@ class _FusedTransformerStepper(_Stepper):
         enc: TransformerEncoderOutput,
         blocked: Tensor | None,
         space: _OutputSpace,
+        expand: Tensor | None,
     ) -> None:
         self.w = _transformer_weights(model)
         # (dim, space): shortlists' columns of the output layer, or all of it; (rows, space)
         # each row's own shortlist's bias, or None
         self.out_t = self.w.out_t if space.ids is None else _columns(self.w.out_rows, space.ids)
-        self.out_bias = space.bias
+        self.out_bias = None if space.bias is None else _rows_of(space.bias, expand)
         cfg = model.config
         self.dim, self.heads = cfg.hidden_dim, cfg.attention_heads
         self.head_dim = self.dim // self.heads
         self.align_layer = model.alignment_layer
-        self.cross_keys = list(enc.cross_keys)  # per layer (rows, heads, src_len, head_dim)
+        # per layer (sentences, heads, src_len, head_dim): shared by a sentence's rows
+        self.cross_keys = list(enc.cross_keys)
         self.cross_values = list(enc.cross_values)
-        mask = unblocked(enc.mask, blocked)  # (rows, src_len)
+        mask = unblocked(enc.mask, blocked)  # (sentences, src_len)
         self.bias: Tensor | None = None  # None: nothing masked
         if not bool(mask.all()):
             bias = torch.zeros(mask.shape, dtype=enc.states.dtype, device=mask.device)
             self.bias = bias.masked_fill_(~mask, float("-inf"))[:, None, None, :]
         state = model.init_state(enc)
+        if expand is not None:
+            state = state.index_select(expand)
         self.keys = list(state.keys)  # per layer (rows, heads, steps, head_dim)
         self.values = list(state.values)
 
@@ -888,6 +926,8 @@ class _FusedTransformerStepper(_Stepper):
     def step(self, prev: Tensor, step_ids: Tensor) -> tuple[Tensor, Tensor | None]:
         w, dim, heads, head_dim = self.w, self.dim, self.heads, self.head_dim
         rows = prev.size(0)
+        sentences = self.cross_keys[0].size(0)
+        group = rows // sentences  # rows per sentence (its beams)
         x = F.embedding(prev, w.embed) + self._positions(step_ids)  # (rows, dim)
         align: Tensor | None = None
         for i, lw in enumerate(w.layers):
@@ -900,35 +940,37 @@ class _FusedTransformerStepper(_Stepper):
             mixed = (weights @ values).reshape(rows, dim)  # heads side by side
             x = torch.addmm(x, mixed, lw.self_out_t).add_(lw.self_out_b)
             h = F.layer_norm(x, (dim,), *lw.norms[1])
-            q = torch.addmm(lw.cross_q_b, h, lw.cross_q_t).view(rows, heads, 1, head_dim)
-            scores = q @ self.cross_keys[i].transpose(-1, -2)  # (rows, heads, 1, src_len)
+            q = torch.addmm(lw.cross_q_b, h, lw.cross_q_t).view(sentences, group, heads, head_dim)
+            q = q.transpose(1, 2)  # (sentences, heads, group, head_dim)
+            scores = q @ self.cross_keys[i].transpose(-1, -2)  # (sentences, heads, group, src)
             if self.bias is not None:
                 scores = scores + self.bias
             cross = torch.softmax(scores, -1)
-            mixed = (cross @ self.cross_values[i]).reshape(rows, dim)
+            # (sentences, group, heads, head_dim): each row's heads side by side
+            mixed = (cross @ self.cross_values[i]).transpose(1, 2).reshape(rows, dim)
             x = torch.addmm(x, mixed, lw.cross_out_t).add_(lw.cross_out_b)
             h = F.layer_norm(x, (dim,), *lw.norms[2])
             inner = torch.relu_(torch.addmm(lw.ff1_b, h, lw.ff1_t))  # (rows, ff)
             x = torch.addmm(x, inner, lw.ff2_t).add_(lw.ff2_b)
             if i == self.align_layer:
-                align = cross[:, :, 0]  # (rows, heads, src_len)
+                align = cross.transpose(1, 2).reshape(rows, heads, -1)  # (rows, heads, src)
         h = F.layer_norm(x, (dim,), *w.final_norm)
         if self.out_bias is not None:
             return torch.addmm(self.out_bias, h, self.out_t), align  # (rows, space)
         return h @ self.out_t, align  # (rows, space)
 
-    def reorder(self, indices: Tensor) -> None:
-        self.keys = [k.index_select(0, indices) for k in self.keys]
-        self.values = [v.index_select(0, indices) for v in self.values]
+    def reorder(self, rows: Tensor) -> None:
+        self.keys = [k.index_select(0, rows) for k in self.keys]
+        self.values = [v.index_select(0, rows) for v in self.values]
         if self.out_bias is not None:
-            self.out_bias = self.out_bias.index_select(0, indices)
+            self.out_bias = self.out_bias.index_select(0, rows)
 
-    def keep(self, indices: Tensor) -> None:
-        self.reorder(indices)
-        self.cross_keys = [k.index_select(0, indices) for k in self.cross_keys]
-        self.cross_values = [v.index_select(0, indices) for v in self.cross_values]
+    def keep(self, rows: Tensor, sentences: Tensor) -> None:
+        self.reorder(rows)
+        self.cross_keys = [k.index_select(0, sentences) for k in self.cross_keys]
+        self.cross_values = [v.index_select(0, sentences) for v in self.cross_values]
         if self.bias is not None:
-            self.bias = self.bias.index_select(0, indices)
+            self.bias = self.bias.index_select(0, sentences)
 
 
 def _fusable(model: NMTModel) -> bool:
@@ -948,16 +990,22 @@ def _stepper(
     blocked: Tensor | None,
     fast: bool,
     space: _OutputSpace,
+    group: int = 1,
 ) -> _Stepper:
+    """A stepper for ``group`` rows per sentence of ``enc`` (and of ``blocked`` (sentences,
+    src_len) and ``space``)."""
+    expand = _group_rows(enc.mask.size(0), group, enc.mask.device)
     if isinstance(model, Transformer):
         assert isinstance(enc, TransformerEncoderOutput)
         if fast and not model.training:
-            return _FusedTransformerStepper(model, enc, blocked, space)
-        return _ModelStepper[TransformerEncoderOutput, TransformerState](model, enc, blocked, space)
+            return _FusedTransformerStepper(model, enc, blocked, space, expand)
+        return _ModelStepper[TransformerEncoderOutput, TransformerState](
+            model, enc, blocked, space, expand
+        )
     assert isinstance(enc, EncoderOutput)
     if fast and _fusable(model):
-        return _FusedStepper(model, enc, blocked, space)
-    return _ModelStepper[EncoderOutput, DecoderState](model, enc, blocked, space)
+        return _FusedStepper(model, enc, blocked, space, expand)
+    return _ModelStepper[EncoderOutput, DecoderState](model, enc, blocked, space, expand)
 
 
 # -- greedy and forced decoding ------------------------------------------------------------
@@ -1063,7 +1111,7 @@ def _greedy_core(
         if n_done >= _COMPACT_SHARE * rows:  # drop the finished rows
             keep = (~done).nonzero().squeeze(1)  # (kept,)
             kept = keep.tolist()
-            stepper.keep(keep)
+            stepper.keep(keep, keep)
             prev, done = prev[keep], done[keep]
             step_ids = step_ids[:, keep]
             if expired is not None:
@@ -1306,15 +1354,14 @@ def beam_search(
     vocab = space.size  # the columns scored: the vocabulary or the shortlist
     rows = batch * beam  # at the first step; finished sentences then leave
     n_cand = min(2 * beam, beam * vocab)
+    row_cand = min(n_cand, vocab)  # a sentence's candidates may all extend one beam
     k = min(options.top_k, vocab)
     max_lens = prep.max_lens
     steps_max = max(max_lens)
     eos = cfg.eos_id
 
-    expand = torch.arange(batch, device=device).repeat_interleave(beam)  # (rows,)
-    enc = model.encode(prep.src, prep.src_mask).index_select(expand)
-    blocked = None if prep.blocked is None else prep.blocked.index_select(0, expand)
-    stepper = _stepper(model, enc, blocked, fast, space.rows(expand))
+    enc = model.encode(prep.src, prep.src_mask)
+    stepper = _stepper(model, enc, prep.blocked, fast, space, group=beam)
     prefix_columns = space.to_columns(torch.tensor(prefix, dtype=torch.long, device=device))
     expired = (
         torch.arange(1, steps_max + 1).unsqueeze(1) >= torch.tensor(max_lens).unsqueeze(0)
@@ -1347,23 +1394,26 @@ def beam_search(
         alive = len(segments[-1].sentences)
         logits, w = stepper.step(prev, step_ids[t, : alive * beam])
         lp = torch.log_softmax(logits, dim=-1)  # (alive * beam, vocab)
+        # each row's best extensions, best first (one pass over the vocabulary): the
+        # sentence's n_cand best are among its rows' row_cand best
+        row_lp, row_col = lp.topk(max(row_cand, k), dim=-1)  # (alive * beam, R)
         if k:
-            v, i = lp.topk(k, dim=-1)  # (alive * beam, k)
-            rec["top_lps"].append(v)
-            rec["top_ids"].append(space.to_vocab(i))
+            rec["top_lps"].append(row_lp[:, :k])
+            rec["top_ids"].append(space.to_vocab(row_col[:, :k]))
         if w is not None:
             rec["att"].append(w)  # (alive * beam, heads, src_len)
-        if t < len(prefix):
+        if t < len(prefix):  # the prefix's token is every row's one finite extension
             column = prefix_columns[t]
             allowed = torch.full_like(lp, float("-inf"))
             allowed[:, column] = lp[:, column]
-            cand = scores.unsqueeze(1) + allowed  # (alive * beam, vocab)
+            row_lp, row_col = allowed.topk(row_cand, dim=-1)
         else:
-            cand = scores.unsqueeze(1) + lp  # (alive * beam, vocab)
-        top_scores, top_idx = cand.view(alive, beam * vocab).topk(n_cand, dim=1)  # (alive, C)
-        parent = top_idx // vocab  # (alive, C) beam slot
-        token = space.to_vocab(top_idx % vocab)  # (alive, C) target ids
-        tok_lp = lp.view(alive, beam * vocab).gather(1, top_idx)  # (alive, C)
+            row_lp, row_col = row_lp[:, :row_cand], row_col[:, :row_cand]
+        cand = (scores.unsqueeze(1) + row_lp).view(alive, beam * row_cand)
+        top_scores, top_idx = cand.topk(n_cand, dim=1)  # (alive, C)
+        parent = top_idx // row_cand  # (alive, C) beam slot
+        token = space.to_vocab(row_col.reshape(alive, -1).gather(1, top_idx))  # (alive, C) ids
+        tok_lp = row_lp.reshape(alive, -1).gather(1, top_idx)  # (alive, C)
         is_eos = token == eos
         # the new beam: the first `beam` candidates that do not end the sentence
         sel = torch.where(is_eos, rank_eos, rank).topk(beam, dim=1, largest=False).indices
@@ -1388,7 +1438,7 @@ def beam_search(
         if alive >= _BEAM_COMPACT_MIN_SENTENCES and n_done >= _COMPACT_SHARE * alive:
             keep = (~done).nonzero().squeeze(1)  # (kept,) drop the finished sentences
             kept = keep.tolist()
-            stepper.keep(order[keep].view(-1))
+            stepper.keep(order[keep].view(-1), keep)
             scores, prev, count, done = scores[keep], prev[keep], count[keep], done[keep]
             expired = expired[:, keep]
             base = base[: len(kept)]

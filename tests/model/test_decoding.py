@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import numpy as np
@@ -520,6 +521,47 @@ def test_beam_tree_is_consistent(model: Seq2Seq, beam_size: int) -> None:
         assert plain.beam is None
         for a, b in zip(plain.hypotheses, res.hypotheses, strict=True):
             assert_same_hypothesis(a, b)
+
+
+@pytest.mark.parametrize("kind", ["additive", "transformer"])
+def test_beam_candidates_are_the_best_extensions_of_the_live_beams(kind: str) -> None:
+    """Brute force: at every step the tree's candidates are exactly the 2K best (parent,
+    token) extensions of the beams kept at the step before, scored by parent score plus
+    the token's log-probability read by forced decoding of the parent's path (every
+    target id). Beam search finds them per row first, then per sentence."""
+    model: NMTModel
+    if kind == "transformer":
+        model = tiny_transformer(src_vocab_size=SRC_VOCAB, tgt_vocab_size=TGT_VOCAB)
+    else:
+        model = tiny_model(kind)
+    beam = 3
+    opts = DecodeOptions(beam_size=beam, n_best=beam, record_beam=True, max_length=7)
+    for res in decode_batch(model, SOURCES[:4], opts):
+        tree = res.beam
+        assert tree is not None
+        steps = max(n.step for n in tree.nodes)
+        for step in range(steps + 1):
+            parents = [
+                n for n in tree.nodes
+                if n.step == step - 1 and n.kept and (n.parent is None or n.token_id != EOS)
+            ]  # fmt: skip
+            expected = []
+            for parent in parents:
+                path = [tree.nodes[i].token_id for i in tree.path(parent.id)]  # root excluded
+                read = forced(model, res.source_ids, [*path, EOS], top_k=TGT_VOCAB).best
+                assert read.top_k_ids is not None and read.top_k_probs is not None
+                for token, prob in zip(read.top_k_ids[-1], read.top_k_probs[-1], strict=True):
+                    expected.append((parent.score + math.log(prob), parent.id, int(token)))
+            expected.sort(reverse=True)
+            got = sorted(
+                ((n.score, n.parent, n.token_id) for n in tree.nodes if n.step == step),
+                reverse=True,
+            )
+            assert len(got) == min(2 * beam, len(expected))
+            assert [(p, t) for _, p, t in got] == [(p, t) for _, p, t in expected[: len(got)]]
+            np.testing.assert_allclose(
+                [s for s, _, _ in got], [s for s, _, _ in expected[: len(got)]], atol=1e-4
+            )
 
 
 # -- models without attention ----------------------------------------------------------------
