@@ -11,6 +11,7 @@ The same ``step`` serves teacher-forced training and every decoding algorithm.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -88,16 +89,20 @@ class Decoder(nn.Module):
         values: Tensor,
         mask: Tensor,
         step: Tensor,
+        output: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, DecoderState, Tensor | None]:
         """Advance one token.
 
         prev_tokens (batch,) long; keys = attention.precompute_keys(states); values
         (batch, src_len, key_dim); mask (batch, src_len) bool True = may attend; step
-        (batch,) long. Returns logits (batch, tgt_vocab), the new state and the attention
-        weights (batch, heads, src_len) or None.
+        (batch,) long; ``output`` a stand-in for the output layer (decoding's int8 copy).
+        Returns logits (batch, tgt_vocab), the new state and the attention weights (batch,
+        heads, src_len) or None.
         """
         emb = self.dropout(self.embedding(prev_tokens))  # (batch, emb)
         out, new_state, weights = self.advance(emb, state, keys, values, mask, step)
+        if output is not None:
+            return output(self.dropout(out)), new_state, weights
         return self.project(out), new_state, weights
 
     def project(self, out: Tensor) -> Tensor:

@@ -67,6 +67,7 @@ from torch import Tensor, nn
 from attnviz.model.attention import Attention, NoAttention
 from attnviz.model.decoder import Decoder, DecoderState
 from attnviz.model.factory import NMTModel
+from attnviz.model.int8 import int8_output
 from attnviz.model.seq2seq import EncoderOutput, Seq2Seq, unblocked
 from attnviz.model.shortlist import Shortlist
 from attnviz.model.transformer import (
@@ -392,6 +393,7 @@ class _OutputSpace:
     ids: Tensor | None  # (size,) int64, sorted
     bias: Tensor | None  # (batch, size) 0 | -inf; None: every row scores every column
     sizes: list[int] | None  # each sentence's own shortlist size; None: the vocabulary
+    int8: nn.Module | None  # the int8 output layer (:mod:`attnviz.model.int8`)
 
     @classmethod
     def of(
@@ -400,12 +402,15 @@ class _OutputSpace:
         shortlist: Shortlist | None,
         prep: _Prepared,
         extra: Sequence[Sequence[int]],
+        int8: bool = False,
     ) -> _OutputSpace:
         """The space for a batch: every target id, or each source's shortlist plus
-        ``extra[b]``, ids row b must be able to score (a forced prefix, forced targets)."""
+        ``extra[b]``, ids row b must be able to score (a forced prefix, forced targets);
+        with ``int8``, scored by the model's int8 output layer."""
         cfg = model.config
+        weights = _int8_output(model) if int8 else None
         if shortlist is None:
-            return cls(cfg.tgt_vocab_size, None, None, None)
+            return cls(cfg.tgt_vocab_size, None, None, None, weights)
         allowed = shortlist.allowed(prep.sources, cfg.tgt_vocab_size, extra)
         allowed[:, [cfg.pad_id, UNK_ID, cfg.bos_id, cfg.eos_id]] = True  # (batch, vocab)
         ids = np.flatnonzero(allowed.any(0))  # (size,) sorted: the batch's union
@@ -415,7 +420,7 @@ class _OutputSpace:
             dtype = next(model.parameters()).dtype  # the output layer's
             bias = torch.from_numpy(np.where(own, 0.0, -np.inf)).to(prep.device, dtype)
         sizes = own.sum(1).tolist()
-        return cls(len(ids), torch.from_numpy(ids).to(prep.device), bias, sizes)
+        return cls(len(ids), torch.from_numpy(ids).to(prep.device), bias, sizes, weights)
 
     def top_k(self, k: int, sentence: int) -> int:
         """How many of the ``k`` best candidates sentence ``sentence`` reports: at most its
@@ -430,6 +435,54 @@ class _OutputSpace:
         if self.ids is None:
             return vocab_ids
         return torch.searchsorted(self.ids, vocab_ids.contiguous())
+
+
+class _OutputLayer:
+    """A fused stepper's output layer: readouts (rows, in) -> logits (rows, space).
+
+    fp32: the space's columns of the weight, gathered once (all of them without
+    shortlists), and their bias. int8: the whole vocabulary through the int8 layer (its
+    bias included), then the space's columns (gathering int8 rows would mean repacking
+    them for every batch). Either way each row's own shortlist bias (0 | -inf) is added.
+    """
+
+    def __init__(
+        self,
+        rows: Tensor,
+        bias: Tensor | None,
+        space: _OutputSpace,
+        expand: Tensor | None,
+        full_t: Tensor,
+    ) -> None:
+        # rows (vocab, in) the layer's own weight; full_t (in, vocab) its transposed copy;
+        # bias (vocab,) | None
+        self.int8 = space.int8
+        self.ids = space.ids
+        row_bias = None if space.bias is None else _rows_of(space.bias, expand)  # (rows, space)
+        if self.int8 is not None:
+            self.weight = full_t  # unused
+            self.bias = row_bias
+            return
+        self.weight = full_t if self.ids is None else _columns(rows, self.ids)  # (in, space)
+        if bias is not None and self.ids is not None:
+            bias = bias.index_select(0, self.ids)
+        if row_bias is not None:
+            bias = row_bias if bias is None else bias + row_bias
+        self.bias = bias  # (space,) | (rows, space) | None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.int8 is not None:
+            logits = self.int8(x)  # (rows, vocab)
+            if self.ids is not None:
+                logits = logits.index_select(1, self.ids)
+            return logits if self.bias is None else logits + self.bias
+        if self.bias is None:
+            return x @ self.weight
+        return torch.addmm(self.bias, x, self.weight)
+
+    def reorder(self, rows: Tensor) -> None:
+        if self.bias is not None and self.bias.dim() == 2:
+            self.bias = self.bias.index_select(0, rows)
 
 
 # -- one decoder step: the model's own, or a fused equivalent for the RNN decoder ----------
@@ -494,6 +547,7 @@ class _StepModel(Protocol[EncIn, StateT]):
         *,
         step_index: int | Tensor,
         blocked_mask: Tensor | None = None,
+        output: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, StateT, Tensor | None]: ...
 
 
@@ -514,11 +568,17 @@ class _ModelStepper(_Stepper, Generic[EncT, StateT]):
         self.blocked = None if blocked is None else _rows_of(blocked, expand)
         self.outputs = space.ids
         self.out_bias = None if space.bias is None else _rows_of(space.bias, expand)
+        self.int8 = space.int8
         self.state: StateT = model.init_state(self.enc)
 
     def step(self, prev: Tensor, step_ids: Tensor) -> tuple[Tensor, Tensor | None]:
         logits, self.state, weights = self.model.step(
-            prev, self.state, self.enc, step_index=step_ids, blocked_mask=self.blocked
+            prev,
+            self.state,
+            self.enc,
+            step_index=step_ids,
+            blocked_mask=self.blocked,
+            output=self.int8,
         )
         if self.outputs is not None:  # correct, not faster: the model scored every id
             logits = logits.index_select(1, self.outputs)
@@ -568,7 +628,7 @@ class _FusedWeights:
 # Fused weights cached per model: derived from its parameters, never written by decoding,
 # rebuilt when a parameter changes (in place or replaced), dropped with the model.
 _TABLE_BYTES_MAX = 64 * 2**20
-_fused_cache: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[object, ...], object]] = (
+_fused_cache: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[tuple[object, ...], object]]] = (
     weakref.WeakKeyDictionary()
 )
 _fused_lock = threading.Lock()
@@ -576,27 +636,33 @@ _build_lock = threading.Lock()
 FusedT = TypeVar("FusedT")
 
 
-def _cached(model: nn.Module, params: Sequence[Tensor], build: Callable[[], FusedT]) -> FusedT:
-    """``build()`` once per model and state of ``params`` (their storage and version)."""
+def _cached(
+    model: nn.Module, kind: str, params: Sequence[Tensor], build: Callable[[], FusedT]
+) -> FusedT:
+    """``build()`` once per model, ``kind`` and state of ``params`` (storage and version)."""
     signature = (
         _TABLE_BYTES_MAX,
         *((p.data_ptr(), p._version, p.device, p.dtype) for p in params),
     )
     with _fused_lock:
-        cached = _fused_cache.get(model)
+        cached = _fused_cache.get(model, {}).get(kind)
     if cached is not None and cached[0] == signature:
         return cast(FusedT, cached[1])
     # one build at a time (once per model and weights: the first request after a load),
     # so that threads arriving together share one copy of the fused weights
     with _build_lock:
         with _fused_lock:
-            cached = _fused_cache.get(model)
+            cached = _fused_cache.get(model, {}).get(kind)
         if cached is not None and cached[0] == signature:
             return cast(FusedT, cached[1])
         value = build()
         with _fused_lock:
-            _fused_cache[model] = (signature, value)
+            _fused_cache.setdefault(model, {})[kind] = (signature, value)
     return value
+
+
+def _int8_output(model: NMTModel) -> nn.Module:
+    return _cached(model, "int8", list(model.parameters()), lambda: int8_output(model))
 
 
 def _fused_weights(model: Seq2Seq, key_dim: int) -> _FusedWeights:
@@ -613,7 +679,7 @@ def _fused_weights(model: Seq2Seq, key_dim: int) -> _FusedWeights:
         output.weight,
         output.bias,
     )
-    return _cached(model, params, lambda: _build_fused_weights(model, key_dim))
+    return _cached(model, "rnn", params, lambda: _build_fused_weights(model, key_dim))
 
 
 def _build_fused_weights(model: Seq2Seq, key_dim: int) -> _FusedWeights:
@@ -690,13 +756,7 @@ class _FusedStepper(_Stepper):
         dec = model.decoder
         key_dim = enc.values.size(-1)
         self.w = _fused_weights(model, key_dim)
-        # (h, space) and (space,) or, with shortlists, (rows, space): each row's own bias
-        self.out_t, self.b_out = self.w.out_t, self.w.b_out
-        if space.ids is not None:  # shortlists: only their columns of the output layer
-            self.out_t = _columns(self.w.out_rows, space.ids)
-            self.b_out = self.w.b_out.index_select(0, space.ids)
-        if space.bias is not None:
-            self.b_out = self.b_out + _rows_of(space.bias, expand)  # (rows, space)
+        self.output = _OutputLayer(self.w.out_rows, self.w.b_out, space, expand, self.w.out_t)
         self.luong = dec.style == "luong"
         self.hid = model.config.hidden_dim
         self.embedding = dec.embedding.weight  # (vocab, emb)
@@ -779,15 +839,13 @@ class _FusedStepper(_Stepper):
             h = self._gru(x, h)
             out = torch.tanh(torch.addmm(x[:, 3 * self.hid :], h, w.rh_t))  # (rows, h)
         self.hidden = h
-        logits = torch.addmm(self.b_out, out, self.out_t)  # (rows, space)
-        return logits, weights
+        return self.output(out), weights  # (rows, space)
 
     def reorder(self, rows: Tensor) -> None:
         self.hidden = self.hidden.index_select(0, rows)
         if self.feed is not None:
             self.feed = self.feed.index_select(0, rows)
-        if self.b_out.dim() == 2:
-            self.b_out = self.b_out.index_select(0, rows)
+        self.output.reorder(rows)
 
     def keep(self, rows: Tensor, sentences: Tensor) -> None:
         self.reorder(rows)
@@ -835,7 +893,9 @@ _POSITIONS = DEFAULT_MAX_LENGTH_CAP + 1  # later positions are computed when rea
 
 
 def _transformer_weights(model: Transformer) -> _FusedTransformer:
-    return _cached(model, list(model.parameters()), lambda: _build_transformer_weights(model))
+    return _cached(
+        model, "transformer", list(model.parameters()), lambda: _build_transformer_weights(model)
+    )
 
 
 def _build_transformer_weights(model: Transformer) -> _FusedTransformer:
@@ -895,10 +955,7 @@ class _FusedTransformerStepper(_Stepper):
         expand: Tensor | None,
     ) -> None:
         self.w = _transformer_weights(model)
-        # (dim, space): shortlists' columns of the output layer, or all of it; (rows, space)
-        # each row's own shortlist's bias, or None
-        self.out_t = self.w.out_t if space.ids is None else _columns(self.w.out_rows, space.ids)
-        self.out_bias = None if space.bias is None else _rows_of(space.bias, expand)
+        self.output = _OutputLayer(self.w.out_rows, None, space, expand, self.w.out_t)
         cfg = model.config
         self.dim, self.heads = cfg.hidden_dim, cfg.attention_heads
         self.head_dim = self.dim // self.heads
@@ -955,15 +1012,12 @@ class _FusedTransformerStepper(_Stepper):
             if i == self.align_layer:
                 align = cross.transpose(1, 2).reshape(rows, heads, -1)  # (rows, heads, src)
         h = F.layer_norm(x, (dim,), *w.final_norm)
-        if self.out_bias is not None:
-            return torch.addmm(self.out_bias, h, self.out_t), align  # (rows, space)
-        return h @ self.out_t, align  # (rows, space)
+        return self.output(h), align  # (rows, space)
 
     def reorder(self, rows: Tensor) -> None:
         self.keys = [k.index_select(0, rows) for k in self.keys]
         self.values = [v.index_select(0, rows) for v in self.values]
-        if self.out_bias is not None:
-            self.out_bias = self.out_bias.index_select(0, rows)
+        self.output.reorder(rows)
 
     def keep(self, rows: Tensor, sentences: Tensor) -> None:
         self.reorder(rows)
@@ -1043,6 +1097,7 @@ def _greedy_core(
     length_penalty: float,
     fast: bool,
     shortlist: Shortlist | None,
+    int8: bool,
 ) -> list[DecodeResult]:
     """One token per step for every row: the forced token while there is one, else the
     most likely. ``forced`` (batch, P) long is the same width for every row; rows stop
@@ -1051,7 +1106,7 @@ def _greedy_core(
     cfg = model.config
     device = prep.device
     batch = prep.src.size(0)
-    space = _OutputSpace.of(model, shortlist, prep, forced_ids)
+    space = _OutputSpace.of(model, shortlist, prep, forced_ids, int8)
     enc = model.encode(prep.src, prep.src_mask)
     stepper = _stepper(model, enc, prep.blocked, fast, space)
     max_lens = prep.max_lens
@@ -1185,6 +1240,7 @@ def greedy_search(
     *,
     fast: bool = True,
     shortlist: Shortlist | None = None,
+    int8: bool = False,
 ) -> list[DecodeResult]:
     """Greedy decoding of many sentences in one batch (``beam_size``/``n_best``/
     ``record_beam`` are ignored: one hypothesis per sentence, no tree).
@@ -1213,6 +1269,7 @@ def greedy_search(
         length_penalty=options.length_penalty,
         fast=fast,
         shortlist=shortlist,
+        int8=int8,
     )
 
 
@@ -1225,6 +1282,7 @@ def forced_batch(
     blocked_source: Sequence[int] = (),
     fast: bool = True,
     shortlist: Shortlist | None = None,
+    int8: bool = False,
 ) -> list[DecodeResult]:
     """Teacher-forced reading of given translations: for each target token, its
     log-probability, the attention of the step that emits it, and the top-k alternatives.
@@ -1264,6 +1322,7 @@ def forced_batch(
         length_penalty=opts.length_penalty,
         fast=fast,
         shortlist=shortlist,
+        int8=int8,
     )
 
 
@@ -1275,6 +1334,7 @@ def forced(
     top_k: int = 0,
     blocked_source: Sequence[int] = (),
     shortlist: Shortlist | None = None,
+    int8: bool = False,
 ) -> DecodeResult:
     """Teacher-forced reading of one translation (see :func:`forced_batch`)."""
     return forced_batch(
@@ -1284,6 +1344,7 @@ def forced(
         top_k=top_k,
         blocked_source=blocked_source,
         shortlist=shortlist,
+        int8=int8,
     )[0]
 
 
@@ -1336,6 +1397,7 @@ def beam_search(
     *,
     fast: bool = True,
     shortlist: Shortlist | None = None,
+    int8: bool = False,
 ) -> list[DecodeResult]:
     """Beam search over many sentences at once (batch x beam rows flattened).
 
@@ -1350,7 +1412,7 @@ def beam_search(
     device = prep.device
     batch = len(prep.sources)
     beam = options.beam_size
-    space = _OutputSpace.of(model, shortlist, prep, [prefix] * batch)
+    space = _OutputSpace.of(model, shortlist, prep, [prefix] * batch, int8)
     vocab = space.size  # the columns scored: the vocabulary or the shortlist
     rows = batch * beam  # at the first step; finished sentences then leave
     n_cand = min(2 * beam, beam * vocab)
@@ -1592,6 +1654,7 @@ def decode_batch(
     options: DecodeOptions = DecodeOptions(),
     *,
     shortlist: Shortlist | None = None,
+    int8: bool = False,
 ) -> list[DecodeResult]:
     """Decode many sentences in one padded batch; one result per source, in order.
 
@@ -1602,8 +1665,8 @@ def decode_batch(
     search with one beam.
     """
     if options.beam_size == 1 and not options.record_beam:
-        return greedy_search(model, sources, options, shortlist=shortlist)
-    return beam_search(model, sources, options, shortlist=shortlist)
+        return greedy_search(model, sources, options, shortlist=shortlist, int8=int8)
+    return beam_search(model, sources, options, shortlist=shortlist, int8=int8)
 
 
 def decode(
@@ -1612,9 +1675,10 @@ def decode(
     options: DecodeOptions = DecodeOptions(),
     *,
     shortlist: Shortlist | None = None,
+    int8: bool = False,
 ) -> DecodeResult:
     """Decode one sentence (source ids ending with eos, as the model was trained)."""
-    return decode_batch(model, [source_ids], options, shortlist=shortlist)[0]
+    return decode_batch(model, [source_ids], options, shortlist=shortlist, int8=int8)[0]
 
 
 def greedy_batch(

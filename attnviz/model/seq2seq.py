@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -125,6 +126,7 @@ class Seq2Seq(nn.Module):
         *,
         step_index: int | Tensor,
         blocked_mask: Tensor | None = None,
+        output: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, DecoderState, Tensor | None]:
         """Advance every row of the batch by one token.
 
@@ -133,6 +135,7 @@ class Seq2Seq(nn.Module):
         blocked_mask (batch, src_len) bool: True = the decoder may NOT attend to that source
             position (a "what-if" view); combined with the padding mask. Ignored without
             attention (the summary has already read the whole source).
+        output: a stand-in for the output layer (decoding's int8 copy).
         Returns logits (batch, tgt_vocab), the new state, and weights (batch, heads, src_len)
         or None.
         """
@@ -141,7 +144,7 @@ class Seq2Seq(nn.Module):
             step = torch.full_like(prev_tokens, step_index)  # (batch,)
         else:
             step = step_index
-        return self.decoder.step(prev_tokens, state, enc.keys, enc.values, mask, step)
+        return self.decoder.step(prev_tokens, state, enc.keys, enc.values, mask, step, output)
 
     def _attention_mask(self, enc: EncoderOutput, blocked_mask: Tensor | None) -> Tensor:
         """Padding mask combined with the what-if blocked positions (batch, mem_len)."""

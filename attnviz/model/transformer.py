@@ -21,6 +21,7 @@ the same numbers up to float rounding.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -314,13 +315,15 @@ class Transformer(nn.Module):
         *,
         step_index: int | Tensor,
         blocked_mask: Tensor | None = None,
+        output: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, TransformerState, Tensor]:
         """Advance every row by one token (see ``Seq2Seq.step``).
 
         prev_tokens (batch,) long; step_index the 0-based position of prev_tokens in the
         target input (0 = bos), an int or (batch,) long. Returns logits (batch, tgt_vocab),
         the state with this token's keys and values appended, and the alignment layer's
-        cross-attention (batch, heads, src_len).
+        cross-attention (batch, heads, src_len). ``output`` stands in for the output layer
+        (decoding's int8 copy).
         """
         if isinstance(step_index, int):
             positions = torch.full_like(prev_tokens, step_index)  # (batch,)
@@ -341,7 +344,8 @@ class Transformer(nn.Module):
             if i == self.alignment_layer:
                 align = cross[:, :, 0]  # (batch, heads, src_len)
         assert align is not None
-        logits = self.output(self.decoder_norm(x[:, 0]))  # (batch, tgt_vocab)
+        project = self.output if output is None else output
+        logits = project(self.decoder_norm(x[:, 0]))  # (batch, tgt_vocab)
         return logits, TransformerState(tuple(keys), tuple(values)), align
 
     def _decode(

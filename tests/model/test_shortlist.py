@@ -195,18 +195,23 @@ def test_decoding_scores_the_models_distribution_renormalised_over_the_shortlist
         np.testing.assert_allclose(hyp.attention, read.attention, atol=1e-5)
 
 
+@pytest.mark.parametrize("int8", [False, True])
 @pytest.mark.parametrize("beam_size", [1, 3])
 @pytest.mark.parametrize("kind", ["additive", "local_m", "transformer"])
-def test_with_a_shortlist_a_batch_equals_its_sentences_alone(kind: str, beam_size: int) -> None:
-    """Each sentence is scored over its own shortlist, not the batch's union of them."""
+def test_with_a_shortlist_a_batch_equals_its_sentences_alone(
+    kind: str, beam_size: int, int8: bool
+) -> None:
+    """Each sentence is scored over its own shortlist, not the batch's union of them (also
+    through the int8 output layer, which scores every word and then the shortlist's)."""
     model = model_of(kind)
     sl = random_shortlist()
     srcs = sources((3, 7, 2, 9, 5), seed=8)
     spaces = [sl.ids_for([s]).numel() for s in srcs]
     assert len(set(spaces)) > 1 and max(spaces) < sl.ids_for(srcs).numel() < TGT_VOCAB
     opts = DecodeOptions(beam_size=beam_size, n_best=beam_size, top_k=2)
-    for src, res in zip(srcs, decode_batch(model, srcs, opts, shortlist=sl), strict=True):
-        alone = decode_batch(model, [src], opts, shortlist=sl)[0]
+    batch = decode_batch(model, srcs, opts, shortlist=sl, int8=int8)
+    for src, res in zip(srcs, batch, strict=True):
+        alone = decode_batch(model, [src], opts, shortlist=sl, int8=int8)[0]
         allowed = set(sl.ids_for([src]).tolist())
         for x, y in zip(res.hypotheses, alone.hypotheses, strict=True):
             assert_same_hypothesis(x, y)
