@@ -94,6 +94,6 @@ def int8_output(model: NMTModel) -> nn.Module:
     Transformer's is a layer norm's output."""
     check_int8_device(model)
     rnn = isinstance(model, Seq2Seq)
-    output = model.decoder.output if rnn else model.output
+    output: nn.Linear = model.decoder.output if isinstance(model, Seq2Seq) else model.output
     with torch.inference_mode():
         return Int8Output(output.weight.detach(), output.bias, bounded=rnn).eval()
