@@ -45,6 +45,7 @@ class DecodeParams:
     include_heads: bool = False
     include_saliency: bool = False
     shortlist: bool = False
+    int8: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def _translate(translator: Translator, texts: list[str], p: DecodeParams) -> lis
         include_heads=p.include_heads,
         include_saliency=p.include_saliency,
         shortlist=p.shortlist,
+        int8=p.int8,
         batch_size=max(len(texts), 1),
     )
 

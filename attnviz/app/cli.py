@@ -152,6 +152,7 @@ def _translate(args: argparse.Namespace) -> int:
         sys.stdout,
         workers=args.workers,
         shortlist=args.shortlist,
+        int8=args.int8,
     )
 
 
@@ -167,6 +168,12 @@ def _add_translate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         action="store_true",
         help="score only the model's lexical shortlist (faster; probabilities normalised over "
         "it; build one with `attnviz shortlist`)",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="score with an int8 copy of the output layer (faster on the CPU; probabilities "
+        "move by a few hundredths, and now and then a word with them)",
     )
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     p.add_argument(

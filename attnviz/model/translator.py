@@ -40,6 +40,7 @@ from attnviz.model.decoding import (
     forced,
     pad_batch,
 )
+from attnviz.model.int8 import check_int8_device
 from attnviz.model.saliency import normalise_rows, rank_correlation, saliency
 from attnviz.model.shortlist import Shortlist
 from attnviz.model.tokenize import detokenize, tokenize
@@ -501,6 +502,7 @@ class Translator:
         include_heads: bool = False,
         include_saliency: bool = False,
         shortlist: bool = False,
+        int8: bool = False,
     ) -> Translation:
         """Translate one sentence.
 
@@ -510,7 +512,9 @@ class Translator:
         ``heads`` (every layer and head), ``include_saliency`` fills ``saliency`` and
         ``saliency_correlation``. ``shortlist`` scores only the model's lexical shortlist
         (faster; probabilities normalised over it: see :mod:`attnviz.model.shortlist`).
-        ValueError for bad options or empty text.
+        ``int8`` scores with an int8 copy of the output layer (faster on the CPU;
+        probabilities within a few hundredths: see :mod:`attnviz.model.int8`; saliency
+        stays the fp32 model's). ValueError for bad options or empty text.
         """
         return self.translate_batch(
             [text],
@@ -525,6 +529,7 @@ class Translator:
             include_heads=include_heads,
             include_saliency=include_saliency,
             shortlist=shortlist,
+            int8=int8,
         )[0]
 
     def translate_batch(
@@ -542,6 +547,7 @@ class Translator:
         include_heads: bool = False,
         include_saliency: bool = False,
         shortlist: bool = False,
+        int8: bool = False,
         batch_size: int = 64,
     ) -> list[Translation]:
         """Translate many sentences, in order (batched internally, sorted by length).
@@ -565,6 +571,8 @@ class Translator:
         )
         views = Views(include_heads, include_saliency, options.blocked_source)
         lexical = self.shortlist() if shortlist else None
+        if int8:
+            check_int8_device(self.model)
         start = time.perf_counter()
         sources = [self._source(t) for t in texts]
         out: list[Translation | None] = [None] * len(sources)
@@ -572,7 +580,7 @@ class Translator:
         for lo in range(0, len(order), batch_size):
             idx = order[lo : lo + batch_size]
             batch = [sources[i][1] for i in idx]
-            results = decode_batch(self.model, batch, options, shortlist=lexical)
+            results = decode_batch(self.model, batch, options, shortlist=lexical, int8=int8)
             for i, res in zip(idx, results, strict=True):
                 out[i] = self._translation(res, sources[i][0], options, 0.0, views)
         elapsed = (time.perf_counter() - start) * 1000.0
@@ -783,6 +791,7 @@ def translate_command(
     *,
     workers: int = 0,
     shortlist: bool = False,
+    int8: bool = False,
 ) -> int:
     """``attnviz translate``: one sentence per line from ``stdin``, one translation per line
     to ``stdout``, in order. ``alignment`` appends `` ||| 0-0 1-2 ...`` (Pharaoh, 0-based
@@ -793,7 +802,8 @@ def translate_command(
     on a CPU two one-thread workers beat one two-thread worker, whose small matrix products
     spend much of their time handing work between threads. 0 = :func:`default_workers`
     (the cores this process may use / torch threads on the CPU, one on a GPU).
-    ``shortlist`` scores only the model's lexical shortlist (faster, approximate).
+    ``shortlist`` scores only the model's lexical shortlist (faster, approximate);
+    ``int8`` an int8 copy of the output layer (faster on the CPU, approximate).
     Returns the exit status (2 with a message on stderr for a bad model or option).
     """
     if batch_size < 1:
@@ -806,6 +816,8 @@ def translate_command(
         DecodeOptions(beam_size=beam_size)
         translator = Translator.load(model, device)
         lexical = translator.shortlist() if shortlist else None
+        if int8:
+            check_int8_device(translator.model)
     except (ValueError, FileNotFoundError, CheckpointError) as e:
         print(f"attnviz translate: {e}", file=sys.stderr)
         return 2
@@ -827,7 +839,7 @@ def translate_command(
     def run(idx: list[int]) -> tuple[list[int], list[DecodeResult], float]:
         start = time.perf_counter()
         batch = [sources[n][1] for n in idx]
-        results = decode_batch(translator.model, batch, options, shortlist=lexical)
+        results = decode_batch(translator.model, batch, options, shortlist=lexical, int8=int8)
         return idx, results, (time.perf_counter() - start) * 1000.0
 
     def write(idx: list[int], results: list[DecodeResult], elapsed: float) -> None:

@@ -12,6 +12,7 @@ from typing import Any, get_args
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
@@ -22,6 +23,7 @@ from attnviz.app.schemas import (
     TranslateResponse,
 )
 from attnviz.model.tokenize import tokenize
+from attnviz.model.translator import Translator
 from tests.app.support import SENTENCES, Models, make_settings, train_tiny_transformer
 
 PAIR = re.compile(r"^(\d+-\d+( \d+-\d+)*)?$")
@@ -491,3 +493,37 @@ def test_shortlist_option(client: TestClient, models: Models, tmp_path: Path) ->
         [issue] = r.json()["detail"]
         assert issue["loc"] == ["body", "shortlist"] and "no lexical shortlist" in issue["msg"]
         assert c.post("/api/translate", json={"text": texts[0]}).status_code == 200
+
+
+def test_int8_option(client: TestClient, models: Models, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``"int8": true`` scores with the int8 output layer: the response's shape and
+    invariants hold, batch results equal single ones, the attention of the same words is
+    the fp32 response's; a service whose models are on a GPU refuses it with a 422."""
+    texts = SENTENCES[:3]
+    body = {"model": models.attention, "top_k": 3, "int8": True}
+    singles = []
+    for text in texts:
+        r = client.post("/api/translate", json={**body, "text": text})
+        assert r.status_code == 200, r.text
+        check_translation(r.json(), top_k=3)
+        singles.append(r.json())
+        full = client.post("/api/translate", json={"text": text, "model": models.attention})
+        if full.json()["target_tokens"] == r.json()["target_tokens"]:
+            np.testing.assert_allclose(r.json()["attention"], full.json()["attention"], atol=1e-5)
+        if models.bundled:  # a trained model translates these easy sentences alike
+            assert r.json()["translation"] == full.json()["translation"]
+    r = client.post("/api/translate/batch", json={**body, "texts": texts})
+    assert r.status_code == 200, r.text
+    for one, alone in zip(r.json()["results"], singles, strict=True):
+        assert one["target_tokens"] == alone["target_tokens"]
+        np.testing.assert_allclose(one["attention"], alone["attention"], atol=1e-5)
+    r = client.post("/api/translate", json={**body, "text": texts[0], "int8": "maybe"})
+    assert r.status_code == 422
+
+    monkeypatch.setattr(Translator, "device", property(lambda self: torch.device("cuda", 0)))
+    r = client.post("/api/translate", json={**body, "text": texts[0]})
+    assert r.status_code == 422
+    [issue] = r.json()["detail"]
+    assert (
+        issue["loc"] == ["body", "int8"] and "CPU only" in issue["msg"] and "cuda:0" in issue["msg"]
+    )

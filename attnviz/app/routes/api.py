@@ -131,6 +131,13 @@ def _params(
             f"model {entry.name!r} has no lexical shortlist: send shortlist false, or pick a "
             "model whose `shortlist` is true in GET /api/models",
         )
+    device = entry.translator.device
+    if body.int8 and device.type != "cpu":
+        raise InputProblem(
+            ["int8"],
+            f"int8 scoring runs on the CPU only, and this service runs its models on "
+            f"{device}: send int8 false",
+        )
     return DecodeParams(
         beam_size=body.beam_size,
         n_best=body.n_best,
@@ -143,6 +150,7 @@ def _params(
         include_heads=body.include_heads,
         include_saliency=body.include_saliency,
         shortlist=body.shortlist,
+        int8=body.int8,
     )
 
 
