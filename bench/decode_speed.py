@@ -1,7 +1,7 @@
 """Decoding speed, with attention captured and returned (not part of the test run).
 
     .venv/bin/python bench/decode_speed.py [--model NAME_OR_DIR] [--data data/sample/test.tsv]
-                                           [--threads 1,2] [--runs 200]
+                                           [--threads 1,2] [--runs 200] [--int8]
 
 Prints, for each torch thread count:
 - latency of one 10-word sentence in process (median and p90): greedy and beam 5;
@@ -14,6 +14,7 @@ Prints, for each torch thread count:
   code around it; and the encoder's share of the 10-word sentence (``model.encode``
   alone);
 and the machine's load average, since other work on the machine slows everything.
+``--int8`` runs every figure with the int8 output layer (:mod:`attnviz.model.int8`).
 
 Without --model, the first folder under checkpoints/ is used; if there is none, a random
 model of the default size (emb 256, hidden 256, additive attention, vocabularies of
@@ -161,11 +162,20 @@ class Subject:
 
 
 def run_batches(
-    subject: Subject, src_ids: list[list[int]], ref_lens: list[int], batches: list[list[int]]
+    subject: Subject,
+    src_ids: list[list[int]],
+    ref_lens: list[int],
+    batches: list[list[int]],
+    int8: bool,
 ) -> None:
     for idx in batches:
         max_len = max(ref_lens[i] for i in idx) if subject.random else None
-        decode_batch(subject.model, [src_ids[i] for i in idx], DecodeOptions(max_length=max_len))
+        decode_batch(
+            subject.model,
+            [src_ids[i] for i in idx],
+            DecodeOptions(max_length=max_len),
+            int8=int8,
+        )
 
 
 def main() -> int:
@@ -175,11 +185,14 @@ def main() -> int:
     parser.add_argument("--threads", default="1,2", help="torch thread counts to try")
     parser.add_argument("--runs", type=int, default=200, help="runs per latency figure")
     parser.add_argument("--limit", type=int, default=2000, help="sentences of the test file")
+    parser.add_argument(
+        "--int8", action="store_true", help="score with the int8 output layer (attnviz.model.int8)"
+    )
     args = parser.parse_args()
 
     subject = Subject(args.model)
     model = subject.model
-    print(f"model: {subject.description}")
+    print(f"model: {subject.description}" + (", int8 output layer" if args.int8 else ""))
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {load_average()}")
     pairs = read_pairs(args.data)[: args.limit]
     sentence_ids = subject.encode(TEN_WORDS)
@@ -196,8 +209,10 @@ def main() -> int:
         print(f"\n== {threads} thread(s) ==")
         for beam in (1, 5):
             opts = DecodeOptions(beam_size=beam, max_length=one_length)
-            out = decode(model, sentence_ids, opts).best
-            [(med, p90)] = timed([partial(decode, model, sentence_ids, opts)], args.runs)
+            out = decode(model, sentence_ids, opts, int8=args.int8).best
+            [(med, p90)] = timed(
+                [partial(decode, model, sentence_ids, opts, int8=args.int8)], args.runs
+            )
             name = "greedy" if beam == 1 else f"beam {beam}"
             print(
                 f"10-word sentence, {name:7s}: median {med:6.2f} ms   p90 {p90:6.2f} ms   "
@@ -217,9 +232,9 @@ def main() -> int:
         order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
         for batch_size in (1, 64):
             batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-            run_batches(subject, src_ids, ref_lens, batches[:3])  # warm up
+            run_batches(subject, src_ids, ref_lens, batches[:3], args.int8)  # warm up
             start = time.perf_counter()
-            run_batches(subject, src_ids, ref_lens, batches)
+            run_batches(subject, src_ids, ref_lens, batches, args.int8)
             took = time.perf_counter() - start
             print(
                 f"batch {batch_size:3d}, greedy, decoding only: "
@@ -230,7 +245,15 @@ def main() -> int:
             sink = io.StringIO()
             start = time.perf_counter()
             translate_command(
-                str(subject.folder), 1, False, False, 64, "cpu", io.StringIO(text), sink
+                str(subject.folder),
+                1,
+                False,
+                False,
+                64,
+                "cpu",
+                io.StringIO(text),
+                sink,
+                int8=args.int8,
             )
             took = time.perf_counter() - start
             workers = default_workers(torch.device("cpu"))

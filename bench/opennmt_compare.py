@@ -2,7 +2,7 @@
 the test run).
 
     .venv/bin/python bench/opennmt_compare.py [--model en-fr-general] [--data data/corpus]
-        [--train-steps 3000] [--limit 2000] [--limit-batch1 500] [--markdown]
+        [--train-steps 3000] [--limit 2000] [--limit-batch1 500] [--int8] [--markdown]
 
 A first run takes about 20 minutes on an idle machine (installing OpenNMT-py 1-2 min,
 tokenizing the corpus 1 min, training 10-15 min, timing 2-4 min); later runs only time.
@@ -474,7 +474,9 @@ class OursRun:
     attention: bool
 
 
-def ours_translate(loaded: LoadedModel, sources: list[list[str]], batch: int, beam: int) -> OursRun:
+def ours_translate(
+    loaded: LoadedModel, sources: list[list[str]], batch: int, beam: int, int8: bool = False
+) -> OursRun:
     model = loaded.model
     opts = DecodeOptions(beam_size=beam)
     src_vocab, tgt_vocab = loaded.src_vocab, loaded.tgt_vocab
@@ -487,7 +489,7 @@ def ours_translate(loaded: LoadedModel, sources: list[list[str]], batch: int, be
         for start in range(0, len(order), batch):
             idx = order[start : start + batch]
             for i, result in zip(
-                idx, decode_batch(model, [ids[i] for i in idx], opts), strict=True
+                idx, decode_batch(model, [ids[i] for i in idx], opts, int8=int8), strict=True
             ):
                 outputs[i] = tgt_vocab.decode(result.best.token_ids)
                 attention = attention and result.best.attention is not None
@@ -513,6 +515,8 @@ class Row:
     len_ours: float  # target tokens per sentence
     len_onmt: float
     attention: bool
+    int8: float | None = None  # ours with the int8 output layer, sentences/s
+    bleu_int8: float | None = None
 
     @property
     def name(self) -> str:
@@ -537,6 +541,11 @@ def table(rows: list[Row], markdown: bool) -> str:
         "BLEU ours/theirs",
         "tokens/sent ours/theirs",
     ]
+    int8 = any(r.int8 is not None for r in rows)
+    if int8:
+        header[3:3] = ["attnviz int8"]
+        header[8:8] = ["int8/theirs in-loop"]
+        header[-1:-1] = ["BLEU int8"]
     body = [
         [
             r.name,
@@ -552,6 +561,11 @@ def table(rows: list[Row], markdown: bool) -> str:
         ]
         for r in rows
     ]
+    if int8:
+        for r, line in zip(rows, body, strict=True):
+            line[3:3] = [f"{r.int8:.0f}" if r.int8 else "-"]
+            line[8:8] = [f"{r.int8 / r.loop:.2f}x" if r.int8 else "-"]
+            line[-1:-1] = [f"{r.bleu_int8:.1f}" if r.bleu_int8 is not None else "-"]
     return render_table(header, body, markdown)
 
 
@@ -590,6 +604,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--startup-runs", type=int, default=3, help="one-sentence runs timing start-up"
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also time ours with the int8 output layer (attnviz.model.int8), in the same run",
     )
     parser.add_argument("--work", type=Path, default=WORK, help="working folder")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -665,6 +684,7 @@ def main() -> int:
             name = f"batch {batch}, beam {beam}"
             print(f"timing {name} on {n} sentences ...", flush=True)
             ours = ours_translate(loaded, test_tokens[:n], batch, beam)
+            int8 = ours_translate(loaded, test_tokens[:n], batch, beam, True) if args.int8 else None
             out = run_dir / f"pred-b{batch}-k{beam}.txt"
             extra = greedy_extra if beam == 1 else []  # see the module docstring
             full = onmt_translate(bin_dir, checkpoint, src_file, out, batch, beam, extra)
@@ -684,6 +704,8 @@ def main() -> int:
                     len_ours=statistics.mean(len(o) for o in ours.outputs),
                     len_onmt=statistics.mean(len(o) for o in full.outputs),
                     attention=ours.attention,
+                    int8=None if int8 is None else n / int8.seconds,
+                    bleu_int8=None if int8 is None else bleu(int8.outputs, refs[:n], tgt_lang),
                 )
             )
             print(
