@@ -478,7 +478,12 @@ def check_fast_option(
     for one, (alone, _) in zip(r.json()["results"], pairs, strict=True):
         assert one["target_tokens"] == alone["target_tokens"]
         np.testing.assert_allclose(one["attention"], alone["attention"], atol=1e-5)
+        np.testing.assert_allclose(probs(one), probs(alone), atol=1e-6)
     return pairs
+
+
+def probs(d: dict[str, Any]) -> list[float]:
+    return [s["prob"] for s in d["steps"]]
 
 
 def test_shortlist_option(client: TestClient, models: Models, tmp_path: Path) -> None:
@@ -510,12 +515,14 @@ def test_int8_option(client: TestClient, models: Models, monkeypatch: pytest.Mon
     """``"int8": true`` scores with the int8 output layer: the response's shape and
     invariants hold, batch results equal single ones, the attention of the same words is
     the fp32 response's; a service whose models are on a GPU refuses it with a 422."""
-    compared = 0
+    compared, moved = 0, 0.0
     for fast, full in check_fast_option(client, models, "int8"):
         if fast["target_tokens"] == full["target_tokens"]:
             np.testing.assert_allclose(fast["attention"], full["attention"], atol=1e-5)
+            np.testing.assert_allclose(probs(fast), probs(full), atol=0.05)
+            moved = max(moved, float(np.abs(np.subtract(probs(fast), probs(full))).max()))
             compared += 1
-    assert compared >= 1
+    assert compared >= 1 and moved > 1e-6  # int8 really scored (in the batch too: above)
     texts = SENTENCES[:3]
     body = {"model": models.attention, "int8": True}
     r = client.post("/api/translate", json={**body, "text": texts[0], "int8": "maybe"})

@@ -91,12 +91,18 @@ def test_int8_batch_equals_single_and_fused_equals_model_step(kind: str, beam_si
     opts = DecodeOptions(beam_size=beam_size, n_best=beam_size, top_k=2, blocked_source=(0,))
     batch = decode_batch(model, SOURCES, opts, int8=True)
     slow = beam_search(model, SOURCES, opts, fast=False, int8=True)
-    for src, res, ref in zip(SOURCES, batch, slow, strict=True):
+    fp32 = decode_batch(model, SOURCES, opts)
+    moved = 0.0
+    for src, res, ref, full in zip(SOURCES, batch, slow, fp32, strict=True):
         alone = decode_batch(model, [src], opts, int8=True)[0]
         for a, b, c in zip(res.hypotheses, alone.hypotheses, ref.hypotheses, strict=True):
             assert_same_hypothesis(a, b)
             if beam_size > 1:  # beam_search itself: the model's own step, same int8 layer
                 assert_same_hypothesis(a, c)
+        if res.best.token_ids == full.best.token_ids:
+            delta = np.subtract(res.best.token_logprobs, full.best.token_logprobs)
+            moved = max(moved, float(np.abs(delta).max()))
+    assert moved > 1e-6  # the int8 layer really scored, in decode_batch and beam_search
 
 
 def test_int8_is_refused_for_a_model_off_the_cpu() -> None:

@@ -513,7 +513,7 @@ def test_int8_option_in_the_python_api_and_the_command(
     )
     assert code == 0
     batch = translator.translate_batch(SENTENCES, int8=True, top_k=2)
-    compared = 0
+    compared, moved = 0, 0.0
     for sentence, line, t in zip(SENTENCES, out.getvalue().splitlines(), batch, strict=True):
         alone = translator.translate(sentence, int8=True, top_k=2)
         assert line == t.translation == alone.translation
@@ -523,5 +523,7 @@ def test_int8_option_in_the_python_api_and_the_command(
             np.testing.assert_allclose(t.attention, read.attention, atol=1e-5)
             probs = [s.prob for s in t.steps]
             assert probs == pytest.approx([s.prob for s in read.steps], abs=0.05)
+            moved = max(moved, *(abs(p - s.prob) for p, s in zip(probs, read.steps, strict=True)))
             compared += 1
     assert compared >= 1  # others do not survive detokenising (test_int8 reads them by id)
+    assert moved > 1e-6  # and the int8 layer really scored
