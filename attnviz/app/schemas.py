@@ -191,9 +191,11 @@ class _DecodeOptions(_ModelChoice):
     int8: bool = Field(
         default=False,
         description="score with an int8 copy of the output layer (as CTranslate2's int8 "
-        "mode does): faster on the CPU, probabilities within a few hundredths, and now and "
-        "then a different word; the attention is computed in fp32 either way. 422 when the "
-        "service runs its models on a GPU",
+        "mode does): faster for the RNN models, about even for the Transformer; "
+        "probabilities within a few hundredths, and now and then a different word; the "
+        "attention is computed in fp32 either way. With `shortlist` too, the int8 layer "
+        "scores every word and the shortlist's are kept (correct, without the shortlist's "
+        "saving). 422 when the service runs its models on a GPU",
     )
 
     @field_validator("n_best")

@@ -101,17 +101,16 @@ class Decoder(nn.Module):
         """
         emb = self.dropout(self.embedding(prev_tokens))  # (batch, emb)
         out, new_state, weights = self.advance(emb, state, keys, values, mask, step)
-        if output is not None:
-            return output(self.dropout(out)), new_state, weights
-        return self.project(out), new_state, weights
+        return self.project(out, output), new_state, weights
 
-    def project(self, out: Tensor) -> Tensor:
-        """Readout vectors (..., hidden) -> logits (..., tgt_vocab).
+    def project(self, out: Tensor, output: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """Readout vectors (..., hidden) -> logits (..., tgt_vocab), through ``output``
+        instead of the output layer when given.
 
         Teacher forcing projects every step at once: one large matrix product instead of
         one per step (and one gradient instead of a sum of per-step gradients).
         """
-        return self.output(self.dropout(out))
+        return (self.output if output is None else output)(self.dropout(out))
 
     def advance(
         self,

@@ -437,13 +437,33 @@ class _OutputSpace:
         return torch.searchsorted(self.ids, vocab_ids.contiguous())
 
 
+class _Columns:
+    """Logits over the whole vocabulary (rows, vocab) -> over the space (rows, space): the
+    space's columns, plus each row's own shortlist bias (0 | -inf), which follows the
+    rows as they are reordered. For steps whose output layer scored every id: the model's
+    own step, the int8 layer (gathering int8 rows would mean repacking them every batch).
+    Correct, not faster, with shortlists."""
+
+    def __init__(self, space: _OutputSpace, expand: Tensor | None) -> None:
+        self.ids = space.ids
+        self.bias = None if space.bias is None else _rows_of(space.bias, expand)  # (rows, space)
+
+    def __call__(self, logits: Tensor) -> Tensor:
+        if self.ids is not None:
+            logits = logits.index_select(1, self.ids)
+        return logits if self.bias is None else logits + self.bias
+
+    def reorder(self, rows: Tensor) -> None:
+        if self.bias is not None:
+            self.bias = self.bias.index_select(0, rows)
+
+
 class _OutputLayer:
     """A fused stepper's output layer: readouts (rows, in) -> logits (rows, space).
 
     fp32: the space's columns of the weight, gathered once (all of them without
-    shortlists), and their bias. int8: the whole vocabulary through the int8 layer (its
-    bias included), then the space's columns (gathering int8 rows would mean repacking
-    them for every batch). Either way each row's own shortlist bias (0 | -inf) is added.
+    shortlists), and their bias plus each row's own shortlist bias. int8: the whole
+    vocabulary through the int8 layer (its bias included), then :class:`_Columns`.
     """
 
     def __init__(
@@ -457,31 +477,30 @@ class _OutputLayer:
         # rows (vocab, in) the layer's own weight; full_t (in, vocab) its transposed copy;
         # bias (vocab,) | None
         self.int8 = space.int8
-        self.ids = space.ids
-        row_bias = None if space.bias is None else _rows_of(space.bias, expand)  # (rows, space)
+        self.columns = _Columns(space, expand)
+        self.weight = full_t  # (in, space)
+        self.bias = bias  # (space,) | (rows, space) | None
         if self.int8 is not None:
-            self.weight = full_t  # unused
-            self.bias = row_bias
             return
-        self.weight = full_t if self.ids is None else _columns(rows, self.ids)  # (in, space)
-        if bias is not None and self.ids is not None:
-            bias = bias.index_select(0, self.ids)
+        ids, row_bias = self.columns.ids, self.columns.bias
+        if ids is not None:
+            self.weight = _columns(rows, ids)
+            bias = None if bias is None else bias.index_select(0, ids)
         if row_bias is not None:
             bias = row_bias if bias is None else bias + row_bias
-        self.bias = bias  # (space,) | (rows, space) | None
+        self.bias = bias
 
     def __call__(self, x: Tensor) -> Tensor:
         if self.int8 is not None:
-            logits = self.int8(x)  # (rows, vocab)
-            if self.ids is not None:
-                logits = logits.index_select(1, self.ids)
-            return logits if self.bias is None else logits + self.bias
+            return self.columns(self.int8(x))
         if self.bias is None:
             return x @ self.weight
         return torch.addmm(self.bias, x, self.weight)
 
     def reorder(self, rows: Tensor) -> None:
-        if self.bias is not None and self.bias.dim() == 2:
+        if self.int8 is not None:
+            self.columns.reorder(rows)
+        elif self.bias is not None and self.bias.dim() == 2:
             self.bias = self.bias.index_select(0, rows)
 
 
@@ -566,8 +585,7 @@ class _ModelStepper(_Stepper, Generic[EncT, StateT]):
         self.model = model
         self.enc = enc if expand is None else enc.index_select(expand)
         self.blocked = None if blocked is None else _rows_of(blocked, expand)
-        self.outputs = space.ids
-        self.out_bias = None if space.bias is None else _rows_of(space.bias, expand)
+        self.columns = _Columns(space, expand)
         self.int8 = space.int8
         self.state: StateT = model.init_state(self.enc)
 
@@ -580,16 +598,11 @@ class _ModelStepper(_Stepper, Generic[EncT, StateT]):
             blocked_mask=self.blocked,
             output=self.int8,
         )
-        if self.outputs is not None:  # correct, not faster: the model scored every id
-            logits = logits.index_select(1, self.outputs)
-        if self.out_bias is not None:
-            logits = logits + self.out_bias
-        return logits, weights
+        return self.columns(logits), weights
 
     def reorder(self, rows: Tensor) -> None:
         self.state = self.state.index_select(rows)
-        if self.out_bias is not None:
-            self.out_bias = self.out_bias.index_select(0, rows)
+        self.columns.reorder(rows)
 
     def keep(self, rows: Tensor, sentences: Tensor) -> None:
         self.reorder(rows)

@@ -11,9 +11,14 @@ keeps x86's int8 instructions from saturating.
 
 Only the output layer: the attention, the encoder and the decoder's recurrence stay
 fp32, so attention weights are computed exactly as without int8 for the same words; what
-moves is every log-probability, a little, and through them sometimes a word. Quantising
-the encoder's GRU as well (PyTorch's dynamic int8 GRU) was measured and left out: 8% more
-speed at batch 64, and 23 more of 1,280 test sentences translated differently.
+moves is every log-probability, a little, and through them sometimes a word. It pays for
+the RNN models (their output layer is most of a step's weights); for the Transformer,
+whose readout needs a scale of its own per row, it is about even (README, Speed). With a
+shortlist, the int8 layer scores the whole vocabulary and the shortlist's columns are
+taken from it: correct, but without the shortlist's saving. Quantising the encoder's GRU
+as well (PyTorch's dynamic int8 GRU) was measured and left out: 8% more speed at batch
+64, and 23 more of 1,280 test sentences translated differently
+(runs/bench/int8-encoder-s8.log).
 
 Built on PyTorch's quantised tensors and fbgemm's ``quantized::linear_dynamic``, which
 PyTorch 2.13 marks deprecated in favour of torchao; the project pins torch 2.13.0, where
@@ -32,9 +37,9 @@ from attnviz.model.factory import NMTModel
 from attnviz.model.seq2seq import Seq2Seq
 
 
-def check_int8_device(model: NMTModel) -> None:
-    """ValueError unless the model is on the CPU (fbgemm's int8 products run there only)."""
-    device = next(model.parameters()).device
+def check_int8_device(device: torch.device) -> None:
+    """ValueError unless ``device`` (a model's) is the CPU: fbgemm's int8 products run
+    there only."""
     if device.type != "cpu":
         raise ValueError(
             f"int8 decoding runs on the CPU only (fbgemm's int8 products), and this model is "
@@ -50,11 +55,14 @@ class Int8Output(nn.Module):
     beside it (a sentence's translation on its batch, a request's on the requests
     micro-batched with it). So each row is first divided by its own largest magnitude, and
     one anchor row ``[1, -1, 0, ...]`` is added: every input then spans exactly [-1, 1],
-    the quantisation is the same whatever the batch, and each row gets the full 8 bits
-    (CTranslate2 scales each row of its int8 inputs too). The integer product is exact;
-    the row's scale multiplies its logits back. ``bounded`` inputs (an RNN's readout, a
-    tanh) already lie within [-1, 1]: the anchor alone fixes their quantisation, and the
-    division and multiplication are skipped (the bias then goes inside the product).
+    the quantisation is the same whatever the batch, and each row's largest value uses
+    the whole range (127 levels across [-1, 1]: ``reduce_range`` takes 7 bits; CTranslate2
+    scales each row of its int8 inputs too). The integer product is exact; the row's scale
+    multiplies its logits back. ``bounded`` inputs (an RNN's readout, a tanh) already lie
+    within [-1, 1]: the anchor alone fixes their quantisation, and the division and
+    multiplication are skipped (the bias then goes inside the product); a row of small
+    values then uses fewer levels (measured: the additive model's 2,500 greedy test
+    translations are all unchanged).
     """
 
     def __init__(self, weight: Tensor, bias: Tensor | None, bounded: bool) -> None:
@@ -92,8 +100,10 @@ def int8_output(model: NMTModel) -> nn.Module:
     """An int8 copy of ``model``'s output layer (:class:`Int8Output`, bias included). The
     model itself is untouched. An RNN decoder's readout is a tanh (bounded); the
     Transformer's is a layer norm's output."""
-    check_int8_device(model)
-    rnn = isinstance(model, Seq2Seq)
-    output: nn.Linear = model.decoder.output if isinstance(model, Seq2Seq) else model.output
+    check_int8_device(next(model.parameters()).device)
+    if isinstance(model, Seq2Seq):
+        output, bounded = model.decoder.output, True
+    else:
+        output, bounded = model.output, False
     with torch.inference_mode():
-        return Int8Output(output.weight.detach(), output.bias, bounded=rnn).eval()
+        return Int8Output(output.weight.detach(), output.bias, bounded=bounded).eval()

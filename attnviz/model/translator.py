@@ -512,9 +512,10 @@ class Translator:
         ``heads`` (every layer and head), ``include_saliency`` fills ``saliency`` and
         ``saliency_correlation``. ``shortlist`` scores only the model's lexical shortlist
         (faster; probabilities normalised over it: see :mod:`attnviz.model.shortlist`).
-        ``int8`` scores with an int8 copy of the output layer (faster on the CPU;
-        probabilities within a few hundredths: see :mod:`attnviz.model.int8`; saliency
-        stays the fp32 model's). ValueError for bad options or empty text.
+        ``int8`` scores with an int8 copy of the output layer (CPU only; faster for the
+        RNN models, about even for the Transformer; probabilities within a few
+        hundredths: see :mod:`attnviz.model.int8`; saliency stays the fp32 model's).
+        ValueError for bad options or empty text.
         """
         return self.translate_batch(
             [text],
@@ -572,7 +573,7 @@ class Translator:
         views = Views(include_heads, include_saliency, options.blocked_source)
         lexical = self.shortlist() if shortlist else None
         if int8:
-            check_int8_device(self.model)
+            check_int8_device(self.device)
         start = time.perf_counter()
         sources = [self._source(t) for t in texts]
         out: list[Translation | None] = [None] * len(sources)
@@ -803,7 +804,7 @@ def translate_command(
     spend much of their time handing work between threads. 0 = :func:`default_workers`
     (the cores this process may use / torch threads on the CPU, one on a GPU).
     ``shortlist`` scores only the model's lexical shortlist (faster, approximate);
-    ``int8`` an int8 copy of the output layer (faster on the CPU, approximate).
+    ``int8`` an int8 copy of the output layer (faster for RNN models, approximate).
     Returns the exit status (2 with a message on stderr for a bad model or option).
     """
     if batch_size < 1:
@@ -817,7 +818,7 @@ def translate_command(
         translator = Translator.load(model, device)
         lexical = translator.shortlist() if shortlist else None
         if int8:
-            check_int8_device(translator.model)
+            check_int8_device(translator.device)
     except (ValueError, FileNotFoundError, CheckpointError) as e:
         print(f"attnviz translate: {e}", file=sys.stderr)
         return 2

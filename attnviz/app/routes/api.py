@@ -38,6 +38,7 @@ from attnviz.app.schemas import (
     TranslateResponse,
     ValidationErrorResponse,
 )
+from attnviz.model.int8 import check_int8_device
 from attnviz.model.translator import Translation
 
 router = APIRouter(prefix="/api", tags=["api"])
@@ -131,13 +132,11 @@ def _params(
             f"model {entry.name!r} has no lexical shortlist: send shortlist false, or pick a "
             "model whose `shortlist` is true in GET /api/models",
         )
-    device = entry.translator.device
-    if body.int8 and device.type != "cpu":
-        raise InputProblem(
-            ["int8"],
-            f"int8 scoring runs on the CPU only, and this service runs its models on "
-            f"{device}: send int8 false",
-        )
+    if body.int8:
+        try:
+            check_int8_device(entry.translator.device)
+        except ValueError as e:
+            raise InputProblem(["int8"], f"{e}; send int8 false") from e
     return DecodeParams(
         beam_size=body.beam_size,
         n_best=body.n_best,
