@@ -76,6 +76,7 @@ class Server:
     micro_batch: bool
     model: str | None
     shortlist: bool = False  # requests ask for the model's lexical shortlist
+    int8: bool = False  # requests ask for the int8 output layer
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -92,7 +93,12 @@ class Server:
     @property
     def template(self) -> dict[str, object]:
         """What every translate request asks for, but its text."""
-        return {"model": self.model, "beam_size": 1, "shortlist": self.shortlist}
+        return {
+            "model": self.model,
+            "beam_size": 1,
+            "shortlist": self.shortlist,
+            "int8": self.int8,
+        }
 
     def start(self, timeout: float = 180.0) -> None:
         self.port = free_port()
@@ -489,6 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--shortlist", action="store_true", help="requests use the model's lexical shortlist"
     )
+    p.add_argument("--int8", action="store_true", help="requests use the int8 output layer")
     p.add_argument(
         "--wrk",
         action="store_true",
@@ -513,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = [True] if args.no_off else [True, False]
     for micro in modes:
         env = {"ATTNVIZ_PROCESSES": str(args.processes)}
-        server = Server(args.models_dir, micro, args.model, args.shortlist, env)
+        server = Server(args.models_dir, micro, args.model, args.shortlist, args.int8, env)
         server.start()
         label = "on" if micro else "off"
         print(f"server on {server.url}, model {server.model}, micro-batching {label}", flush=True)

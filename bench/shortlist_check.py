@@ -116,6 +116,8 @@ def compare(
     fidelity, rates = [], {}
     for beam in (1, 5):
         options = DecodeOptions(beam_size=beam)
+        # the fp32 baseline again for each mode: its speed is compared with the mode's
+        # run right after it, on the same warm caches and host
         full, rate_full = run(loaded, src, options, Mode())
         fast, rate_fast = run(loaded, src, options, mode)
         rates[beam] = (rate_full, rate_fast)
