@@ -16,9 +16,8 @@ the RNN models (their output layer is most of a step's weights); for the Transfo
 whose readout needs a scale of its own per row, it is about even (README, Speed). With a
 shortlist, the int8 layer scores the whole vocabulary and the shortlist's columns are
 taken from it: correct, but without the shortlist's saving. Quantising the encoder's GRU
-as well (PyTorch's dynamic int8 GRU) was measured and left out: 8% more speed at batch
-64, and 23 more of 1,280 test sentences translated differently
-(runs/bench/int8-encoder-s8.log).
+as well (PyTorch's dynamic int8 GRU) was measured and left out: 5-6% more speed at batch
+64, and 25 more of 1,280 test sentences translated differently.
 
 Built on PyTorch's quantised tensors and fbgemm's ``quantized::linear_dynamic``, which
 PyTorch 2.13 marks deprecated in favour of torchao; the project pins torch 2.13.0, where
