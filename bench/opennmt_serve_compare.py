@@ -288,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[4, 1],
         help="its request threads, one server run each (4: as shipped; 1: one at a time)",
     )
+    p.add_argument(
+        "--processes", type=int, default=1, help="our server processes (ATTNVIZ_PROCESSES)"
+    )
     p.add_argument("--seconds", type=float, default=20.0, help="per concurrency level")
     p.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32, 64])
     p.add_argument("--single", type=int, default=300, help="sequential requests for the p50")
@@ -330,10 +333,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server.stop()
         side.name = f"OpenNMT-py, {waitress_threads} thread{'s' if waitress_threads > 1 else ''}"
         theirs.append(side)
-    ours_server = Server(args.models_dir, True, loaded.path.name)
+    ours_server = Server(
+        args.models_dir,
+        True,
+        loaded.path.name,
+        extra_env={"ATTNVIZ_PROCESSES": str(args.processes)},
+    )
     ours_server.start()
     try:
         ours = measure_ours(ours_server, ten, pool, args.levels, args.seconds, args.single)
+        if args.processes > 1:
+            ours.name = f"attnviz, {args.processes} processes"
     finally:
         ours_server.stop()
 
