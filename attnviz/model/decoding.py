@@ -973,9 +973,12 @@ class _FusedTransformerStepper(_Stepper):
         self.dim, self.heads = cfg.hidden_dim, cfg.attention_heads
         self.head_dim = self.dim // self.heads
         self.align_layer = model.alignment_layer
-        # per layer (sentences, heads, src_len, head_dim): shared by a sentence's rows
-        self.cross_keys = list(enc.cross_keys)
-        self.cross_values = list(enc.cross_values)
+        # per layer, shared by a sentence's rows and laid out once for the step's products
+        # (the encoder's are transposed views of its heads: a product would copy them at
+        # every step): keys (sentences, heads, head_dim, src_len), values (sentences,
+        # heads, src_len, head_dim)
+        self.cross_keys = [k.transpose(-1, -2).contiguous() for k in enc.cross_keys]
+        self.cross_values = [v.contiguous() for v in enc.cross_values]
         mask = unblocked(enc.mask, blocked)  # (sentences, src_len)
         self.bias: Tensor | None = None  # None: nothing masked
         if not bool(mask.all()):
@@ -1012,7 +1015,7 @@ class _FusedTransformerStepper(_Stepper):
             h = F.layer_norm(x, (dim,), *lw.norms[1])
             q = torch.addmm(lw.cross_q_b, h, lw.cross_q_t).view(sentences, group, heads, head_dim)
             q = q.transpose(1, 2)  # (sentences, heads, group, head_dim)
-            scores = q @ self.cross_keys[i].transpose(-1, -2)  # (sentences, heads, group, src)
+            scores = q @ self.cross_keys[i]  # (sentences, heads, group, src)
             if self.bias is not None:
                 scores = scores + self.bias
             cross = torch.softmax(scores, -1)
