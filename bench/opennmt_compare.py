@@ -2,7 +2,8 @@
 the test run).
 
     .venv/bin/python bench/opennmt_compare.py [--model en-fr-general] [--data data/corpus]
-        [--train-steps 3000] [--limit 2000] [--limit-batch1 500] [--int8] [--markdown]
+        [--train-steps 3000] [--limit 2000] [--limit-batch1 500] [--int8] [--whole-machine]
+        [--markdown]
 
 A first run takes about 20 minutes on an idle machine (installing OpenNMT-py 1-2 min,
 tokenizing the corpus 1 min, training 10-15 min, timing 2-4 min); later runs only time.
@@ -49,7 +50,14 @@ What it does, everything under ``bench/_work/`` (git-ignored; re-runs reuse it):
    3000 steps (about one epoch, as many as our model had) takes 10-15 minutes.
 
 4. timing, one thread each, on the first ``--limit`` test sentences (``--limit-batch1``
-   for batch 1), batch sizes 1 and 64, beams 1 (greedy) and 5:
+   for batch 1), batch sizes 1 and 64, beams 1 (greedy) and 5. ``--whole-machine`` lets
+   each engine use the machine as it does by default instead: ours decodes as ``attnviz
+   translate`` does (:func:`attnviz.model.translator.default_workers` batches at a time,
+   in threads of one torch thread sharing the model: 2 on 2 cores), OpenNMT-py runs
+   without ``OMP_NUM_THREADS`` (torch's default, a thread per core; ``onmt_translate``
+   has no way to translate several batches at a time on a CPU). Engine for engine or
+   machine for machine: the two answer different questions, and neither is the issue's
+   by its text, which fixes batch sizes and beams but not threads.
 
    - ours: ``--model`` loaded in this process (``torch.set_num_threads(1)``), then token
      lists -> ids -> length-sorted batches -> ``decode_batch`` (attention captured, as
@@ -105,7 +113,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import sacrebleu
@@ -117,7 +127,7 @@ sys.path.insert(0, str(REPO))
 from attnviz.model.checkpoint import LoadedModel, load_checkpoint  # noqa: E402
 from attnviz.model.decoding import DecodeOptions, decode_batch  # noqa: E402
 from attnviz.model.tokenize import detokenize, tokenize  # noqa: E402
-from attnviz.model.translator import resolve_model_path  # noqa: E402
+from attnviz.model.translator import default_workers, resolve_model_path  # noqa: E402
 from bench.report import load_average, render_table  # noqa: E402
 
 WORK = REPO / "bench" / "_work"
@@ -155,12 +165,14 @@ def run(
     return proc
 
 
-def onmt_env() -> dict[str, str]:
-    """The environment of every OpenNMT-py command: one thread, no GPU, full unpickling."""
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+def onmt_env(one_thread: bool = True) -> dict[str, str]:
+    """The environment of every OpenNMT-py command: no GPU, full unpickling, and one thread
+    (``one_thread``) or torch's default (a thread per core: ``--whole-machine``)."""
+    drop = ("VIRTUAL_ENV", "PYTHONPATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    if one_thread:
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env.update(
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
         CUDA_VISIBLE_DEVICES="",
         TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1",
         PYTHONWARNINGS="ignore",
@@ -427,6 +439,7 @@ def onmt_translate(
     batch_size: int,
     beam: int,
     extra: Sequence[str] = (),
+    one_thread: bool = True,
 ) -> OnmtRun:
     cmd = [
         str(bin_dir / "onmt_translate"),
@@ -448,7 +461,8 @@ def onmt_translate(
         *extra,
     ]
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=onmt_env())
+    env = onmt_env(one_thread)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - started
     text = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -475,30 +489,39 @@ class OursRun:
 
 
 def ours_translate(
-    loaded: LoadedModel, sources: list[list[str]], batch: int, beam: int, int8: bool = False
+    loaded: LoadedModel,
+    sources: list[list[str]],
+    batch: int,
+    beam: int,
+    int8: bool = False,
+    workers: int = 1,
 ) -> OursRun:
+    """Decode ``sources`` in length-sorted batches, ``workers`` batches at a time in
+    threads sharing the model, as ``attnviz translate`` does (one: in this thread)."""
     model = loaded.model
     opts = DecodeOptions(beam_size=beam)
     src_vocab, tgt_vocab = loaded.src_vocab, loaded.tgt_vocab
 
-    def go(sentences: list[list[str]]) -> tuple[list[list[str]], bool]:
+    def go(sentences: list[list[str]], pool: ThreadPoolExecutor) -> tuple[list[list[str]], bool]:
         ids = [src_vocab.encode(tokens, add_eos=True) for tokens in sentences]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        batches = [order[start : start + batch] for start in range(0, len(order), batch)]
         outputs: list[list[str]] = [[] for _ in ids]
         attention = True
-        for start in range(0, len(order), batch):
-            idx = order[start : start + batch]
-            for i, result in zip(
-                idx, decode_batch(model, [ids[i] for i in idx], opts, int8=int8), strict=True
-            ):
+        run = partial(decode_batch, model, options=opts, int8=int8)
+        for idx, results in zip(
+            batches, pool.map(run, [[ids[i] for i in idx] for idx in batches]), strict=True
+        ):
+            for i, result in zip(idx, results, strict=True):
                 outputs[i] = tgt_vocab.decode(result.best.token_ids)
                 attention = attention and result.best.attention is not None
         return outputs, attention
 
-    go(sources[: 3 * batch])  # warm up
-    started = time.perf_counter()
-    outputs, attention = go(sources)
-    return OursRun(time.perf_counter() - started, outputs, attention)
+    with ThreadPoolExecutor(workers, thread_name_prefix="ours") as pool:
+        go(sources[: 3 * batch * workers], pool)  # warm up
+        started = time.perf_counter()
+        outputs, attention = go(sources, pool)
+        return OursRun(time.perf_counter() - started, outputs, attention)
 
 
 @dataclass(frozen=True)
@@ -610,12 +633,27 @@ def main() -> int:
         action="store_true",
         help="also time ours with the int8 output layer (attnviz.model.int8), in the same run",
     )
+    parser.add_argument(
+        "--whole-machine",
+        action="store_true",
+        help="each engine as it runs by default on this machine instead of one thread each: "
+        "ours with attnviz translate's workers (a one-thread worker per core), OpenNMT-py "
+        "with torch's default threads (one per core)",
+    )
     parser.add_argument("--work", type=Path, default=WORK, help="working folder")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--no-install", action="store_true", help="do not create the venv")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
+    workers = default_workers(torch.device("cpu")) if args.whole_machine else 1
+    one_thread = not args.whole_machine
+    threads = (
+        f"the whole machine: ours {workers} worker thread(s) of one torch thread (as attnviz "
+        "translate runs), OpenNMT-py torch's default threads (one per core)"
+        if args.whole_machine
+        else "one thread each"
+    )
     print(f"load average before: {load_average()} ({os.cpu_count()} CPUs)")
     work: Path = args.work.resolve()
     python = ensure_venv(work / "onmt-venv", not args.no_install)
@@ -657,7 +695,7 @@ def main() -> int:
     print(
         f"test: {args.data / 'test.tsv'} ({len(test_pairs)} sentences read, "
         f"{statistics.mean(len(t) for t in test_tokens):.1f} source tokens on average); "
-        "one thread each; OpenNMT-py greedy: "
+        f"{threads}; OpenNMT-py greedy: "
         + ("GreedySearch" if args.onmt_greedy_search else "BeamSearch with one beam")
     )
     greedy_extra = ["-random_sampling_topk", "1"] if args.onmt_greedy_search else []
@@ -665,7 +703,9 @@ def main() -> int:
     one_file = run_dir / "test-1.src"
     one_file.write_text(" ".join(test_tokens[0]) + "\n")
     walls = sorted(
-        onmt_translate(bin_dir, checkpoint, one_file, run_dir / "pred-1.txt", 1, 1).wall
+        onmt_translate(
+            bin_dir, checkpoint, one_file, run_dir / "pred-1.txt", 1, 1, (), one_thread
+        ).wall
         for _ in range(max(1, args.startup_runs))
     )
     startup = statistics.median(walls)
@@ -683,11 +723,16 @@ def main() -> int:
         for beam in ints(args.beams):
             name = f"batch {batch}, beam {beam}"
             print(f"timing {name} on {n} sentences ...", flush=True)
-            ours = ours_translate(loaded, test_tokens[:n], batch, beam)
-            int8 = ours_translate(loaded, test_tokens[:n], batch, beam, True) if args.int8 else None
+            sources = test_tokens[:n]
+            ours = ours_translate(loaded, sources, batch, beam, False, workers)
+            int8 = None
+            if args.int8:
+                int8 = ours_translate(loaded, sources, batch, beam, True, workers)
             out = run_dir / f"pred-b{batch}-k{beam}.txt"
             extra = greedy_extra if beam == 1 else []  # see the module docstring
-            full = onmt_translate(bin_dir, checkpoint, src_file, out, batch, beam, extra)
+            full = onmt_translate(
+                bin_dir, checkpoint, src_file, out, batch, beam, extra, one_thread
+            )
             net = full.wall - startup
             print(f"  $ {full.command}")
             rows.append(
@@ -715,7 +760,7 @@ def main() -> int:
             )
 
     print(
-        "\n== sentences/s, one thread each (ours: decoding in process, attention captured: "
+        f"\n== sentences/s, {threads} (ours: decoding in process, attention captured: "
         f"{all(r.attention for r in rows)}; OpenNMT-py: no attention kept) =="
     )
     print(table(rows, args.markdown))
