@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install install-dev serve test lint corpus clean
+.PHONY: install install-dev serve test lint corpus screenshots clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ lint: install-dev
 	$(VENV)/bin/ruff check attnviz tests bench
 	$(VENV)/bin/ruff format --check attnviz tests bench
 	$(VENV)/bin/mypy
+
+# The README's pictures: the browser tests with the bundled models, saving into docs/.
+screenshots: install-dev
+	bash scripts/system-deps.sh
+	ATTNVIZ_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/e2e
 
 corpus: install
 	$(VENV)/bin/attnviz corpus generate --pairs 200000 --seed 1 --out data/corpus

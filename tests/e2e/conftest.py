@@ -4,10 +4,11 @@ models, driven by Debian's chromium through Playwright.
 Models: the bundled ones (checkpoints/, or ATTNVIZ_TEST_MODELS_DIR) when there are any,
 else tiny real models trained for a few seconds on data/sample (the helpers of the
 service tests). A multi-head model and a Transformer are trained tiny beside the bundled
-ones when none is bundled (their names are in E2EModels.trained). Screenshots go to
-docs/screenshots/ when the bundled models are used (tiny models translate badly: their
-pictures would not help the README), else to a temporary folder;
-ATTNVIZ_SCREENSHOTS=DIR chooses the folder.
+ones when none is bundled (their names are in E2EModels.trained). Screenshots go to a
+temporary folder, so a test run leaves the work tree as it was; ATTNVIZ_SCREENSHOTS=DIR
+chooses the folder, and `make screenshots` sets it to docs/screenshots/ to retake the
+README's pictures, which needs the bundled models (tiny models translate badly: their
+pictures would not help the README).
 
 Every page a test opens fails the test on a console error, an uncaught exception, or a
 request to anything but the local service (route interception).
@@ -286,11 +287,13 @@ def phone(browser: Browser, base_url: str) -> Iterator[Page]:
 def shots(e2e_models: E2EModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where screenshots go (see the module docstring)."""
     chosen = os.environ.get("ATTNVIZ_SCREENSHOTS")
-    if chosen:
-        folder = Path(chosen)
-    elif e2e_models.bundled:
-        folder = SCREENSHOTS
-    else:
-        folder = tmp_path_factory.mktemp("screenshots")
+    if not chosen:
+        return tmp_path_factory.mktemp("screenshots")
+    folder = Path(chosen).resolve()
+    if folder == SCREENSHOTS and not e2e_models.bundled:
+        raise pytest.UsageError(
+            f"the README's screenshots ({SCREENSHOTS}) need the bundled models "
+            "(checkpoints/): none were found, and tiny test models translate badly"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     return folder
