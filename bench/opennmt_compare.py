@@ -3,7 +3,7 @@ the test run).
 
     .venv/bin/python bench/opennmt_compare.py [--model en-fr-general] [--data data/corpus]
         [--train-steps 3000] [--limit 2000] [--limit-batch1 500] [--int8] [--whole-machine]
-        [--markdown]
+        [--profile] [--markdown]
 
 A first run takes about 20 minutes on an idle machine (installing OpenNMT-py 1-2 min,
 tokenizing the corpus 1 min, training 10-15 min, timing 2-4 min); later runs only time.
@@ -86,6 +86,13 @@ What it does, everything under ``bench/_work/`` (git-ignored; re-runs reuse it):
      source), its searches expect (batch, 1, source); a bug of theirs, not of
      torch 2.13).
 
+   ``--profile`` then runs each engine's batch-64 greedy translation of the test sentences
+   once more under ``torch.profiler`` (OpenNMT-py's ``onmt_translate`` entry point called
+   in its venv's Python, ours in this process) and prints the time in matrix products
+   (the profiler's self time of addmm, mm, bmm, baddbmm and the int8 linear): OpenNMT-py's
+   loop time over our product time is the ratio we could reach at batch 64 if everything
+   but our products took no time at all.
+
    Printed: a table of sentences/s per batch x beam for both systems, the ratios, BLEU
    (sacrebleu, detokenized by our detokenizer, against the references) and target
    tokens per sentence of each, so output lengths and quality are visible; the goals of
@@ -112,7 +119,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -426,6 +433,7 @@ def onmt_parameters(model_dir: Path) -> str:
 @dataclass(frozen=True)
 class OnmtRun:
     command: str
+    args: tuple[str, ...]  # the command's arguments, without the program
     wall: float  # seconds, the whole command
     loop: float  # seconds, OpenNMT-py's "Total translation time"
     outputs: list[list[str]]
@@ -478,7 +486,7 @@ def onmt_translate(
         loop = float(total.group(1))
     else:
         raise SystemExit(f"no -report_time figures in the output of {' '.join(cmd)}")
-    return OnmtRun(" ".join(cmd), wall, loop, outputs)
+    return OnmtRun(" ".join(cmd), tuple(cmd[1:]), wall, loop, outputs)
 
 
 @dataclass(frozen=True)
@@ -522,6 +530,65 @@ def ours_translate(
         started = time.perf_counter()
         outputs, attention = go(sources, pool)
         return OursRun(time.perf_counter() - started, outputs, attention)
+
+
+# what torch.profiler names the matrix products (nn.GRU's on the CPU are addmm/mm)
+PRODUCTS = (
+    "aten::addmm",
+    "aten::mm",
+    "aten::bmm",
+    "aten::baddbmm",
+    "quantized::linear_dynamic",
+)
+
+# run by the OpenNMT-py venv's Python: onmt_translate's own entry point under the profiler
+ONMT_PROFILE = """
+import json, sys, time
+import torch
+from torch.profiler import ProfilerActivity, profile
+from onmt.bin.translate import main
+products = set(json.loads(sys.argv[1]))
+sys.argv = ["onmt_translate", *sys.argv[2:]]
+with profile(activities=[ProfilerActivity.CPU]) as prof:
+    main()
+events = prof.key_averages()
+print("PROFILE " + json.dumps({
+    "products": sum(e.self_cpu_time_total for e in events if e.key in products) / 1e6,
+    "ops": sum(e.self_cpu_time_total for e in events) / 1e6,
+}))
+"""
+
+
+def profile_products(run: Callable[[], object]) -> tuple[float, float]:
+    """(seconds in matrix products, seconds in all operators) of ``run()`` under the
+    profiler (self times: an operator's own time, not its callees')."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run()
+    events = prof.key_averages()
+    products = sum(e.self_cpu_time_total for e in events if e.key in PRODUCTS)
+    return products / 1e6, sum(e.self_cpu_time_total for e in events) / 1e6
+
+
+def profile_onmt(python: Path, translate: OnmtRun, folder: Path) -> tuple[float, float]:
+    """``profile_products`` of OpenNMT-py's run of ``translate.args``, in its venv, one
+    thread (the script is written to ``folder``)."""
+    script = folder / "profile_translate.py"
+    script.write_text(ONMT_PROFILE, encoding="utf-8")
+    proc = run([python, script, json.dumps(PRODUCTS), *translate.args], onmt_env())
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("PROFILE "))
+    found = json.loads(line.removeprefix("PROFILE "))
+    return float(found["products"]), float(found["ops"])
+
+
+def profile_ours(
+    loaded: LoadedModel, sources: list[list[str]], batch: int, int8: bool
+) -> tuple[float, float]:
+    """``profile_products`` of our greedy decoding of ``sources``, ``batch`` at a time, in
+    this thread (the profiler sees no other)."""
+    ids = sorted((loaded.src_vocab.encode(t, add_eos=True) for t in sources), key=len)
+    batches = [ids[start : start + batch] for start in range(0, len(ids), batch)]
+    go = partial(decode_batch, loaded.model, options=DecodeOptions(), int8=int8)
+    return profile_products(lambda: [go(b) for b in batches])
 
 
 @dataclass(frozen=True)
@@ -592,6 +659,35 @@ def table(rows: list[Row], markdown: bool) -> str:
     return render_table(header, body, markdown)
 
 
+def print_profile(
+    runs: dict[tuple[int, int], tuple[list[list[str]], OursRun, OursRun | None, OnmtRun]],
+    python: Path,
+    loaded: LoadedModel,
+    folder: Path,
+) -> None:
+    """``--profile``: both engines' batch-64 greedy runs again, under the profiler, one
+    thread each."""
+    if (64, 1) not in runs:
+        print("--profile needs batch 64 and beam 1 among the runs")
+        return
+    sources, ours, int8, theirs = runs[64, 1]
+    print(f"\n== profile: batch 64, greedy, {len(sources)} sentences (torch.profiler) ==")
+    products, ops = profile_onmt(python, theirs, folder)
+    print(
+        f"OpenNMT-py: its loop {theirs.loop:.2f} s unprofiled; profiled, {products:.2f} s in "
+        f"matrix products of {ops:.2f} s in operators ({products / ops:.0%})"
+    )
+    for name, done, quantised in (("ours", ours, False), ("ours, int8", int8, True)):
+        if done is None:
+            continue
+        products, ops = profile_ours(loaded, sources, 64, quantised)
+        print(
+            f"{name}: {done.seconds:.2f} s unprofiled; profiled, {products:.2f} s in matrix "
+            f"products of {ops:.2f} s in operators ({products / ops:.0%}): with nothing else "
+            f"taking any time, at most {theirs.loop / products:.2f}x OpenNMT-py's loop"
+        )
+
+
 def ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -640,10 +736,17 @@ def main() -> int:
         "ours with attnviz translate's workers (a one-thread worker per core), OpenNMT-py "
         "with torch's default threads (one per core)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="then profile both engines' batch-64 greedy runs: time in matrix products",
+    )
     parser.add_argument("--work", type=Path, default=WORK, help="working folder")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--no-install", action="store_true", help="do not create the venv")
     args = parser.parse_args()
+    if args.profile and args.whole_machine:
+        parser.error("--profile compares one thread each: leave out --whole-machine")
 
     torch.set_num_threads(1)
     workers = default_workers(torch.device("cpu")) if args.whole_machine else 1
@@ -716,6 +819,8 @@ def main() -> int:
     )
 
     rows: list[Row] = []
+    # per (batch, beam): the sentences, our run, our int8 run, OpenNMT-py's run
+    runs: dict[tuple[int, int], tuple[list[list[str]], OursRun, OursRun | None, OnmtRun]] = {}
     for batch in ints(args.batch_sizes):
         n = min(args.limit_batch1 if batch == 1 else args.limit, len(test_pairs))
         src_file = run_dir / f"test-{n}.src"
@@ -734,6 +839,7 @@ def main() -> int:
                 bin_dir, checkpoint, src_file, out, batch, beam, extra, one_thread
             )
             net = full.wall - startup
+            runs[batch, beam] = (sources, ours, int8, full)
             print(f"  $ {full.command}")
             rows.append(
                 Row(
@@ -780,6 +886,8 @@ def main() -> int:
             f"in-loop ({row.ours:.0f} vs {row.loop:.0f} sentences/s; net {net_ratio}); the issue "
             f"measured OpenNMT-py at about {ISSUE_ONMT[batch]:,.0f} sentences/s"
         )
+    if args.profile:
+        print_profile(runs, python, loaded, run_dir)
     print(
         f"load average after: {load_average()} (other processes share the 2 cores: figures "
         f"are noisy); the script took {time.perf_counter() - started:.0f} s"
