@@ -39,7 +39,7 @@ lint: install-dev
 # The README's pictures: the browser tests with the bundled models, saving into docs/.
 screenshots: install-dev
 	bash scripts/system-deps.sh
-	ATTNVIZ_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/e2e
+	ATTNVIZ_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/e2e
 
 corpus: install
 	$(VENV)/bin/attnviz corpus generate --pairs 200000 --seed 1 --out data/corpus

@@ -291,9 +291,10 @@ def shots(e2e_models: E2EModels, tmp_path_factory: pytest.TempPathFactory) -> Pa
         return tmp_path_factory.mktemp("screenshots")
     folder = Path(chosen).resolve()
     if folder == SCREENSHOTS and not e2e_models.bundled:
-        raise pytest.UsageError(
+        pytest.exit(
             f"the README's screenshots ({SCREENSHOTS}) need the bundled models "
-            "(checkpoints/): none were found, and tiny test models translate badly"
+            "(checkpoints/): none were found, and tiny test models translate badly",
+            returncode=4,
         )
     folder.mkdir(parents=True, exist_ok=True)
     return folder
