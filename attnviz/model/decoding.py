@@ -67,7 +67,7 @@ from torch import Tensor, nn
 from attnviz.model.attention import Attention, NoAttention
 from attnviz.model.decoder import Decoder, DecoderState
 from attnviz.model.factory import NMTModel
-from attnviz.model.int8 import int8_output
+from attnviz.model.int8 import int8_output, output_layer
 from attnviz.model.seq2seq import EncoderOutput, Seq2Seq, unblocked
 from attnviz.model.shortlist import Shortlist
 from attnviz.model.transformer import (
@@ -674,8 +674,15 @@ def _cached(
     return value
 
 
+def _own_parameters(modules: Sequence[nn.Module]) -> list[Tensor]:
+    """The parameters held by ``modules`` themselves, read directly: ``model.parameters()``
+    walks the whole module tree, 0.37 ms a call for en-fr-transformer, on every decode."""
+    return [p for m in modules for p in m._parameters.values() if p is not None]
+
+
 def _int8_output(model: NMTModel) -> nn.Module:
-    return _cached(model, "int8", list(model.parameters()), lambda: int8_output(model))
+    params = _own_parameters([output_layer(model)[0]])
+    return _cached(model, "int8", params, lambda: int8_output(model))
 
 
 def _fused_weights(model: Seq2Seq, key_dim: int) -> _FusedWeights:
@@ -906,8 +913,14 @@ _POSITIONS = DEFAULT_MAX_LENGTH_CAP + 1  # later positions are computed when rea
 
 
 def _transformer_weights(model: Transformer) -> _FusedTransformer:
+    # the modules whose parameters _build_transformer_weights reads
+    modules: list[nn.Module] = [model.tgt_embedding, model.decoder_norm, model.output]
+    for layer in model._decoder():
+        sa, ca, ff = layer.self_attn, layer.cross_attn, layer.ff.net
+        modules += [layer.norm1, layer.norm2, layer.norm3, sa.q, sa.k, sa.v, sa.out]
+        modules += [ca.q, ca.out, ff[0], ff[3]]
     return _cached(
-        model, "transformer", list(model.parameters()), lambda: _build_transformer_weights(model)
+        model, "transformer", _own_parameters(modules), lambda: _build_transformer_weights(model)
     )
 
 

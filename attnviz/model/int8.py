@@ -95,14 +95,18 @@ class Int8Output(nn.Module):
         return torch.addcmul(self.bias, logits, scale)
 
 
+def output_layer(model: NMTModel) -> tuple[nn.Linear, bool]:
+    """``model``'s output layer, and whether its input is bounded: an RNN decoder's readout
+    is a tanh; the Transformer's is a layer norm's output."""
+    if isinstance(model, Seq2Seq):
+        return model.decoder.output, True
+    return model.output, False
+
+
 def int8_output(model: NMTModel) -> nn.Module:
     """An int8 copy of ``model``'s output layer (:class:`Int8Output`, bias included). The
-    model itself is untouched. An RNN decoder's readout is a tanh (bounded); the
-    Transformer's is a layer norm's output."""
-    check_int8_device(next(model.parameters()).device)
-    if isinstance(model, Seq2Seq):
-        output, bounded = model.decoder.output, True
-    else:
-        output, bounded = model.output, False
+    model itself is untouched."""
+    output, bounded = output_layer(model)
+    check_int8_device(output.weight.device)
     with torch.inference_mode():
         return Int8Output(output.weight.detach(), output.bias, bounded=bounded).eval()

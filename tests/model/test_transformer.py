@@ -188,6 +188,27 @@ def test_fused_step_matches_the_models_own_step(
     assert min(calls.values()) > 0, calls  # it ran, and it dropped and reordered rows
 
 
+def test_fused_weights_follow_in_place_changes_of_every_decoder_parameter() -> None:
+    """The fused step's weights are cached per model and rebuilt when a parameter they read
+    changes: change each decoder-side parameter in place (as an optimizer step does) and
+    the fused step must still equal the model's own."""
+    model = tiny(3)
+    source = [[5, 6, 7, 8, EOS]]
+    opts = DecodeOptions(max_length=6, top_k=3)
+    encoder_side = ("src_embedding", "encoder", "cross_attn.k.", "cross_attn.v.")
+    names = [n for n, _ in model.named_parameters() if not any(p in n for p in encoder_side)]
+    assert len(names) > 20, names
+    params = dict(model.named_parameters())
+    for name in names:
+        greedy_search(model, source, opts)  # the cache holds the weights before the change
+        with torch.no_grad():
+            params[name].add_(0.05 * torch.randn_like(params[name]))
+        fast = greedy_search(model, source, opts)[0].best
+        slow = greedy_search(model, source, opts, fast=False)[0].best
+        assert fast.token_ids == slow.token_ids, name
+        assert fast.token_logprobs == pytest.approx(slow.token_logprobs, abs=1e-5), name
+
+
 def test_a_tiny_transformer_learns_to_reverse() -> None:
     torch.manual_seed(0)
     model = tiny(1, dropout=0.0).train()
