@@ -10,13 +10,11 @@ Every problem is an :class:`InputProblem`: a 422 with the field and what to chan
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from attnviz.app.settings import Settings
 from attnviz.model.decoding import DecodeOptions
-from attnviz.model.tokenize import tokenize
-from attnviz.model.translator import Translator
+from attnviz.model.translator import SourceText, Translator
 from attnviz.model.vocab import UNK_ID
 
 LANGUAGE_NAMES: Mapping[str, str] = MappingProxyType({"en": "English", "fr": "French"})
@@ -77,25 +75,16 @@ def check_limits(
         )
 
 
-@dataclass(frozen=True)
-class Source:
-    """A text as the model will read it."""
-
-    tokens: list[str]
-    ids: list[int]  # with the end token
-
-    @property
-    def positions(self) -> int:
-        return len(self.ids)
+Source = SourceText
 
 
 def read_source(translator: Translator, name: str, text: str, loc: Sequence[str | int]) -> Source:
-    """The text's tokens and ids; InputProblem when the model knows none of its words."""
-    loaded = translator.loaded
-    tokens = tokenize(text, translator.source_lang, lowercase=loaded.lowercase)
-    if not tokens:
-        raise InputProblem(loc, "the text has no words once tokenized: send some words")
-    ids = translator.src_vocab.encode(tokens, add_eos=True)
+    """The text's pieces, ids and words; InputProblem when the model knows none of them."""
+    try:
+        source = translator.source(text)
+    except ValueError:
+        raise InputProblem(loc, "the text has no words once tokenized: send some words") from None
+    tokens, ids = source.tokens[:-1], source.ids
     if all(i == UNK_ID for i in ids[:-1]):
         shown = ", ".join(repr(t) for t in tokens[:5]) + (", ..." if len(tokens) > 5 else "")
         raise InputProblem(
@@ -105,16 +94,51 @@ def read_source(translator: Translator, name: str, text: str, loc: Sequence[str 
             f"send {_language(translator.source_lang)} text, or choose another model "
             "(GET /api/models)",
         )
-    return Source(tokens, ids)
+    return source
+
+
+def masked_word_pieces(
+    words: Sequence[int] | None, sources: Sequence[Source], batch: bool
+) -> list[int]:
+    """The piece positions of ``masked_words`` (every piece of each word); the same in every
+    text of a batch, or InputProblem."""
+    if not words:
+        return []
+    expanded: list[int] | None = None
+    for n, source in enumerate(sources):
+        where = f" of texts[{n}]" if batch else ""
+        for i, k in enumerate(words):
+            if k > len(source.words):
+                raise InputProblem(
+                    ["masked_words", i],
+                    f"masked_words word {k} is out of range: the source words{where} are "
+                    f"numbered 0..{len(source.words)} (the end token </s> is "
+                    f"{len(source.words)}); use the indices of source_words",
+                )
+        pieces = source.word_pieces(words)
+        if expanded is not None and pieces != expanded:
+            raise InputProblem(
+                ["masked_words"],
+                "masked_words covers different pieces in different texts of this batch: "
+                "send those texts one by one, or mask pieces with masked_source",
+            )
+        expanded = pieces
+    return expanded or []
 
 
 def check_masked(
-    masked: Sequence[int] | None, sources: Sequence[Source], batch: bool
+    masked: Sequence[int] | None,
+    sources: Sequence[Source],
+    batch: bool,
+    words: Sequence[int] | None = None,
 ) -> tuple[int, ...] | None:
-    """``masked_source`` fits every text: positions in range, at least one left free."""
-    if not masked:
+    """``masked_source`` (and the pieces of ``masked_words``) fit every text: positions in
+    range, at least one left free."""
+    from_words = masked_word_pieces(words, sources, batch)
+    if not masked and not from_words:
         return None
-    unique = tuple(sorted(set(masked)))
+    masked = list(masked or [])
+    unique = tuple(sorted(set(masked) | set(from_words)))
     for n, source in enumerate(sources):
         where = f" of texts[{n}]" if batch else ""
         last = source.positions - 1
@@ -128,7 +152,7 @@ def check_masked(
                 )
         if len(unique) >= source.positions:
             raise InputProblem(
-                ["masked_source"],
+                ["masked_words" if from_words and not masked else "masked_source"],
                 f"masked_source masks all {source.positions} source positions{where}: leave "
                 "at least one free for the decoder to attend to",
             )
@@ -145,8 +169,7 @@ def check_prefix(
     """The forced prefix is made of words the model can write, and leaves room."""
     if prefix is None:
         return
-    loaded = translator.loaded
-    tokens = tokenize(prefix, translator.target_lang, lowercase=loaded.lowercase)
+    tokens = translator.loaded.tgt_tokenizer.segment(prefix).pieces
     if not tokens:
         return
     unknown = [t for t in tokens if t not in translator.tgt_vocab]

@@ -38,6 +38,25 @@ def _corpus_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _corpus_import(args: argparse.Namespace) -> int:
+    from attnviz.model.corpus.importers import import_corpus
+    from attnviz.model.corpus.readers import CorpusError
+
+    if args.limit is not None and args.limit < 10:
+        print("attnviz corpus import: --limit must be at least 10", file=sys.stderr)
+        return 2
+    try:
+        meta = import_corpus(args.kind, args.source, args.out, seed=args.seed, limit=args.limit)
+    except (CorpusError, ValueError) as e:
+        print(f"attnviz corpus import: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {args.out}: {meta['splits']}"
+        + (f", left out {meta['dropped']}" if "dropped" in meta else "")
+    )
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
@@ -246,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    corpus = sub.add_parser("corpus", help="generate and describe the bilingual corpus")
+    corpus = sub.add_parser("corpus", help="generate, import and describe bilingual corpora")
     corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
     gen = corpus_sub.add_parser("generate", help="generate English-French pairs with pyrealb")
     gen.add_argument("--pairs", type=int, default=200_000, help="distinct pairs (default 200000)")
@@ -255,6 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(handler=_corpus_generate)
+    imp = corpus_sub.add_parser(
+        "import", help="read a real corpus (tatoeba, multi30k, hansards) into train/valid/test.tsv"
+    )
+    imp.add_argument("kind", choices=["tatoeba", "multi30k", "hansards"], help="which corpus")
+    imp.add_argument(
+        "source",
+        type=Path,
+        help="the distributed file or folder (tatoeba: fra.txt[.gz] or its folder; multi30k: "
+        "the folder of *.en.gz/*.fr.gz; hansards: the folder of test.e/.f/.wa.nonullalign)",
+    )
+    imp.add_argument("--out", type=Path, required=True, help="output directory")
+    imp.add_argument("--seed", type=int, default=1, help="split seed (tatoeba; default 1)")
+    imp.add_argument("--limit", type=int, default=None, help="read the first N pairs only")
+    imp.set_defaults(handler=_corpus_import)
     stats = corpus_sub.add_parser("stats", help="pairs, vocabulary, lengths, phenomena")
     stats.add_argument("dir", type=Path, help="corpus directory (train/valid/test.tsv)")
     stats.add_argument("--json", action="store_true", help="print one JSON object")

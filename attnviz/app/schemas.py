@@ -169,6 +169,14 @@ class _DecodeOptions(_ModelChoice):
         "token included) the decoder may not attend to; at least one must stay free",
         examples=[[1]],
     )
+    masked_words: list[SourcePosition] | None = Field(
+        default=None,
+        max_length=MAX_TEXT_CHARS + 1,
+        description="what-if: source words (0-based indices of `source_words`, the end token "
+        "included) the decoder may not attend to: every piece of each word is masked "
+        "(added to `masked_source`)",
+        examples=[[1]],
+    )
     include_beam: bool = Field(
         default=False, description="return the beam search tree in `beam` (beam_size > 1)"
     )
@@ -258,6 +266,7 @@ class AlignRequest(_ModelChoice):
     ]
     top_k: Int = Field(default=0, ge=0, le=MAX_TOP_K)
     masked_source: list[SourcePosition] | None = Field(default=None, max_length=MAX_TEXT_CHARS + 1)
+    masked_words: list[SourcePosition] | None = Field(default=None, max_length=MAX_TEXT_CHARS + 1)
     include_heads: bool = False
     include_saliency: bool = False
 
@@ -320,6 +329,14 @@ class HeadViews(BaseModel):
     )
 
 
+class Word(BaseModel):
+    """A word and the pieces it covers: ``source_tokens[start:end]`` (or target_tokens)."""
+
+    word: str
+    start: int = Field(ge=0)
+    end: int = Field(ge=1)
+
+
 class Hypothesis(BaseModel):
     model: str
     source_tokens: list[str] = Field(
@@ -335,7 +352,7 @@ class Hypothesis(BaseModel):
     )
     alignment: str = Field(
         description="Pharaoh links `i-j`: 0-based source word i, target word j (argmax of "
-        "each row, end token excluded)",
+        "each row of `word_attention`, end token excluded)",
         examples=["0-0 1-1 2-2"],
     )
     steps: list[Step]
@@ -344,6 +361,18 @@ class Hypothesis(BaseModel):
     finished: bool = Field(description="the output ended with `</s>` (not the length limit)")
     unknown_source_tokens: list[int] = Field(
         description="indices into source_tokens of words the model does not know"
+    )
+    source_words: list[Word] = Field(
+        description="the source words (whitespace-separated, as typed, after normalisation) "
+        "with the span of source_tokens each covers; `</s>` is the last word"
+    )
+    target_words: list[Word] = Field(
+        description="the target words with the span of target_tokens each covers (`</s>` "
+        "last when finished)"
+    )
+    word_attention: list[list[float]] | None = Field(
+        description="rows = target_words, columns = source_words: source pieces summed, "
+        "target pieces averaged, each row sums to 1; null without attention"
     )
     heads: HeadViews | None = Field(
         default=None, description="every layer's and head's matrices, when asked"

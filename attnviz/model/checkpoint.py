@@ -8,6 +8,10 @@ JSON card (config, vocabularies, languages, training data and time, curves, metr
                              "src_vocab": [...], "tgt_vocab": [...], "metrics": {...}, ...}
         shortlist.safetensors   optional: candidate target words per source word, for
                                 the opt-in fast output layer (attnviz/model/shortlist.py)
+        sentencepiece.en.model, sentencepiece.fr.model
+                            the subword tokenizers of a real-text model; the card's
+                            "tokenizer" entry names them with their sha256 (a lab model's
+                            card says {"kind": "moses"}: word tokens, no file)
 
 Loading rebuilds the model exactly from the card's config (nanoGPT's ``model_args``) and
 refuses, with a message naming the file and what is wrong, anything that does not fit.
@@ -36,6 +40,13 @@ from attnviz.model.shortlist import (
     load_shortlist,
     vocab_fingerprint,
 )
+from attnviz.model.tokenizers import (
+    MosesTokenizer,
+    SentencePieceTokenizer,
+    Tokenizer,
+    TokenizerError,
+    piece_file,
+)
 from attnviz.model.vocab import Vocab, VocabError
 
 FORMAT = "attnviz-model"
@@ -57,6 +68,23 @@ class LoadedModel:
     card: dict[str, Any]
     path: Path
     shortlist: Shortlist | None = None  # the folder's shortlist.safetensors, if any
+    tokenizers: tuple[Tokenizer, Tokenizer] | None = None  # (source, target); None: Moses
+
+    @property
+    def src_tokenizer(self) -> Tokenizer:
+        if self.tokenizers is not None:
+            return self.tokenizers[0]
+        return MosesTokenizer(self.source_lang, self.lowercase)
+
+    @property
+    def tgt_tokenizer(self) -> Tokenizer:
+        if self.tokenizers is not None:
+            return self.tokenizers[1]
+        return MosesTokenizer(self.target_lang, self.lowercase)
+
+    @property
+    def tokenizer_kind(self) -> str:
+        return self.src_tokenizer.kind
 
     @property
     def name(self) -> str:
@@ -129,13 +157,16 @@ def save_checkpoint(
     card: dict[str, Any],
     *,
     half: bool = True,
+    tokenizers: tuple[Tokenizer, Tokenizer] | None = None,
 ) -> None:
     """Write weights and card into ``directory`` (each file atomically; weights first).
 
     ``card`` holds everything else worth keeping (languages, data, curves, metrics); the
-    config and the vocabularies are added here so they always match the weights.
+    config, the vocabularies and the tokenizer entry are added here so they always match
+    the weights. SentencePiece ``tokenizers`` (source, target) are written beside them.
     """
     directory.mkdir(parents=True, exist_ok=True)
+    tokenizer_entry = tokenizer_card(directory, tokenizers, bool(card.get("lowercase")))
     dtype = torch.float16 if half else torch.float32
     state = {
         k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
@@ -158,8 +189,67 @@ def save_checkpoint(
         "parameters": model.num_parameters(),
         "src_vocab": list(src_vocab.tokens),
         "tgt_vocab": list(tgt_vocab.tokens),
+        "tokenizer": tokenizer_entry,
     }
     write_card(directory, full)
+
+
+def tokenizer_card(
+    directory: Path, tokenizers: tuple[Tokenizer, Tokenizer] | None, lowercase: bool
+) -> dict[str, Any]:
+    """The card's ``tokenizer`` entry; writes SentencePiece model files into ``directory``."""
+    if tokenizers is None or tokenizers[0].kind == "moses":
+        return {"kind": "moses", "lowercase": lowercase}
+    files: dict[str, Any] = {}
+    for side, tok in zip(("source", "target"), tokenizers, strict=True):
+        if not isinstance(tok, SentencePieceTokenizer):
+            raise ValueError("both sides of a model use the same kind of tokenizer")
+        name = piece_file(tok.lang)
+        path = directory / name
+        if not path.is_file() or path.read_bytes() != tok.model_proto:
+            atomic_write_bytes(path, tok.model_proto)
+        files[side] = {
+            "file": name,
+            "lang": tok.lang,
+            "sha256": tok.sha256,
+            "pieces": len(tok.pieces_list),
+        }
+    return {
+        "kind": "sentencepiece",
+        "normalization": "attnviz.model.normalize (NFC, spaces, format characters dropped)",
+        "byte_fallback": True,
+        **files,
+    }
+
+
+def load_tokenizers(directory: Path, card: dict[str, Any]) -> tuple[Tokenizer, Tokenizer] | None:
+    """The tokenizers the card names (None for Moses word tokens); CheckpointError naming the
+    file when one is missing, altered (sha256) or unreadable."""
+    entry = card.get("tokenizer") or {"kind": "moses"}
+    kind = entry.get("kind") if isinstance(entry, dict) else None
+    if kind == "moses":
+        return None
+    if kind != "sentencepiece":
+        raise CheckpointError(
+            f"{directory / CARD}: unknown tokenizer {kind!r}; valid: moses, sentencepiece"
+        )
+    out: list[Tokenizer] = []
+    for side, lang in (("source", card["source_lang"]), ("target", card["target_lang"])):
+        info = entry.get(side)
+        if not isinstance(info, dict) or "file" not in info:
+            raise CheckpointError(f"{directory / CARD}: the tokenizer's {side} file is not named")
+        path = directory / str(info["file"])
+        try:
+            tok = SentencePieceTokenizer.load(str(lang), path)
+        except TokenizerError as e:
+            raise CheckpointError(str(e)) from e
+        if info.get("sha256") and tok.sha256 != info["sha256"]:
+            raise CheckpointError(
+                f"{path}: sha256 {tok.sha256[:12]}... differs from the card's "
+                f"{str(info['sha256'])[:12]}...: the file was changed or damaged"
+            )
+        out.append(tok)
+    return out[0], out[1]
 
 
 def read_card(directory: Path) -> dict[str, Any]:
@@ -209,6 +299,14 @@ def load_checkpoint(directory: Path | str, device: torch.device | str = "cpu") -
             f"{card_path}: vocabulary sizes ({len(src_vocab)}, {len(tgt_vocab)}) do not match "
             f"the config ({config.src_vocab_size}, {config.tgt_vocab_size})"
         )
+    tokenizers = load_tokenizers(directory, card)
+    if tokenizers is not None:
+        for tok, vocab in zip(tokenizers, (src_vocab, tgt_vocab), strict=True):
+            assert isinstance(tok, SentencePieceTokenizer)
+            if tok.pieces_list != list(vocab.tokens):
+                raise CheckpointError(
+                    f"{tok.source}: its pieces do not match the card's vocabulary"
+                )
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing")
@@ -242,4 +340,4 @@ def load_checkpoint(directory: Path | str, device: torch.device | str = "cpu") -
     except ShortlistError as e:
         raise CheckpointError(str(e)) from e
     model.to(device).eval()
-    return LoadedModel(model, src_vocab, tgt_vocab, card, directory, shortlist)
+    return LoadedModel(model, src_vocab, tgt_vocab, card, directory, shortlist, tokenizers)

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from attnviz.model.attention import Attention
 from attnviz.model.checkpoint import (
     atomic_write_bytes,
+    load_tokenizers,
     load_unique_state,
     read_card,
     save_checkpoint,
@@ -53,8 +54,17 @@ from attnviz.model.shortlist import (
     build_shortlist,
     vocab_fingerprint,
 )
-from attnviz.model.tokenize import detokenize, tokenize
+from attnviz.model.tokenizers import KINDS as TOKENIZER_KINDS
+from attnviz.model.tokenizers import (
+    MosesTokenizer,
+    SentencePieceTokenizer,
+    Tokenizer,
+    piece_file,
+    train_sentencepiece,
+)
 from attnviz.model.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab
+
+Tokenizers = tuple[Tokenizer, Tokenizer]
 
 STATE_POINTER = "train_state.json"
 
@@ -108,6 +118,12 @@ class TrainConfig:
     # saw, loses its place past them; an RNN carries its position in its state
     concat_fraction: float = 0.0
     lowercase: bool = False
+    # moses: word tokens (the lab corpus); sentencepiece: subword pieces trained on the
+    # training split (real text: no word is ever unknown)
+    tokenizer: str = "moses"
+    src_pieces: int = 8000  # SentencePiece vocabulary of the source language
+    tgt_pieces: int = 8000  # ... and of the target language
+    piece_model: str = "unigram"  # unigram | bpe
     seed: int = 1
     device: str = "auto"
     threads: int = 0  # 0 = torch's default
@@ -120,6 +136,14 @@ class TrainConfig:
             raise ValueError(f"languages must be one of {langs}")
         if self.source_lang == self.target_lang:
             raise ValueError("source and target language must differ")
+        if self.tokenizer not in TOKENIZER_KINDS:
+            raise ValueError(
+                f"unknown tokenizer {self.tokenizer!r}; valid: {', '.join(TOKENIZER_KINDS)}"
+            )
+        if self.piece_model not in ("unigram", "bpe"):
+            raise ValueError(f"unknown piece_model {self.piece_model!r}; valid: bpe, unigram")
+        if self.tokenizer == "sentencepiece" and self.lowercase:
+            raise ValueError("lowercase is for the Moses word tokenizer, not sentencepiece")
         schedules = ("plateau", "linear")
         if self.lr_schedule not in schedules:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; valid: {schedules}")
@@ -193,50 +217,119 @@ class Example:
     ref: str  # the target sentence as written, for BLEU
 
 
-def _cached_tokens(path: Path, texts: list[str], lang: str, lowercase: bool) -> list[list[str]]:
-    """Tokenize ``texts`` once; the cache is keyed by the file's size and mtime."""
+def _fingerprint(tok: Tokenizer) -> str:
+    if isinstance(tok, SentencePieceTokenizer):
+        return f"spm-{tok.sha256[:16]}"
+    return "moses.lc" if getattr(tok, "lowercase", False) else "moses"
+
+
+def _cached_tokens(path: Path, texts: list[str], tok: Tokenizer) -> list[list[str]]:
+    """Tokenize ``texts`` once; the cache is keyed by the file's size and mtime and by the
+    tokenizer (a SentencePiece model by its sha256)."""
     st = path.stat()
     key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
-    cache = path.parent / ".cache" / f"{path.name}.{lang}{'.lc' if lowercase else ''}.tok"
+    cache = path.parent / ".cache" / f"{path.name}.{tok.lang}.{_fingerprint(tok)}.tok"
     if cache.exists():
         lines = cache.read_text(encoding="utf-8").split("\n")
         if lines[0] == key and len(lines) - 1 == len(texts):
             return [line.split(" ") if line else [] for line in lines[1:]]
-    tokens = [tokenize(t, lang, lowercase=lowercase) for t in texts]
+    tokens = [tok.segment(t).pieces for t in texts]
     body = "\n".join([key, *(" ".join(t) for t in tokens)])
     with contextlib.suppress(OSError):  # a read-only corpus: no cache, still correct
         atomic_write_bytes(cache, body.encode("utf-8"))
     return tokens
 
 
-def _examples(pairs: list[Pair], path: Path, cfg: TrainConfig) -> list[Example]:
+def _texts(pairs: list[Pair], cfg: TrainConfig) -> tuple[list[str], list[str]]:
+    """(source texts, target texts) in the model's direction (corpora are English first)."""
     en_first = cfg.source_lang == "en"
     src_text = [p.source if en_first else p.target for p in pairs]
     tgt_text = [p.target if en_first else p.source for p in pairs]
-    src = _cached_tokens(path, src_text, cfg.source_lang, cfg.lowercase)
-    tgt = _cached_tokens(path, tgt_text, cfg.target_lang, cfg.lowercase)
+    return src_text, tgt_text
+
+
+def _examples(pairs: list[Pair], path: Path, cfg: TrainConfig, toks: Tokenizers) -> list[Example]:
+    src_text, tgt_text = _texts(pairs, cfg)
+    src = _cached_tokens(path, src_text, toks[0])
+    tgt = _cached_tokens(path, tgt_text, toks[1])
     return [Example(tuple(s), tuple(t), r) for s, t, r in zip(src, tgt, tgt_text, strict=True)]
 
 
-def load_data(cfg: TrainConfig) -> tuple[list[Example], list[Example], dict[str, Any]]:
-    """(train, valid, description of the data for the card)."""
+@dataclass(frozen=True)
+class _Split:
+    train: list[Pair]
+    valid: list[Pair]
+    train_path: Path  # the file the training pairs come from (token cache key)
+    valid_path: Path
+    meta: dict[str, Any]
+
+
+def _split(cfg: TrainConfig) -> _Split:
     data = Path(cfg.data)
     meta: dict[str, Any] = {"path": str(data)}
     if data.is_dir() and (data / "train.tsv").exists():
         train_pairs = read_tsv(data / "train.tsv")
         valid_pairs = read_tsv(data / "valid.tsv") if (data / "valid.tsv").exists() else []
-        train = _examples(train_pairs, data / "train.tsv", cfg)
-        valid = _examples(valid_pairs, data / "valid.tsv", cfg) if valid_pairs else []
         if (data / "meta.json").exists():
             meta["corpus"] = json.loads((data / "meta.json").read_text(encoding="utf-8"))
+        return _Split(train_pairs, valid_pairs, data / "train.tsv", data / "valid.tsv", meta)
+    pairs = list(iter_pairs(data))
+    path = data if data.is_file() else Path(str(data) + "." + cfg.source_lang)
+    rng = random.Random(cfg.seed)
+    order = list(range(len(pairs)))
+    rng.shuffle(order)
+    n_valid = min(1000, max(1, len(pairs) // 50))
+    # both halves key the same cache: tokens of the whole file, split after
+    return _Split(pairs, [], path, path, {**meta, "holdout": [order, n_valid]})
+
+
+def make_tokenizers(cfg: TrainConfig, split: _Split | None = None) -> Tokenizers:
+    """The run's tokenizers: Moses, or SentencePiece models found in the output folder
+    (a resumed run) or trained on the training split's texts."""
+    if cfg.tokenizer == "moses":
+        return (
+            MosesTokenizer(cfg.source_lang, cfg.lowercase),
+            MosesTokenizer(cfg.target_lang, cfg.lowercase),
+        )
+    out = Path(cfg.out)
+    made: list[Tokenizer] = []
+    for lang, size, pick in (
+        (cfg.source_lang, cfg.src_pieces, 0),
+        (cfg.target_lang, cfg.tgt_pieces, 1),
+    ):
+        path = out / piece_file(lang)
+        if path.is_file():
+            made.append(SentencePieceTokenizer.load(lang, path))
+            continue
+        split = split or _split(cfg)
+        texts = _texts(_train_part(split), cfg)[pick]
+        tok = train_sentencepiece(texts, lang, vocab_size=size, model_type=cfg.piece_model)
+        atomic_write_bytes(path, tok.model_proto)
+        made.append(tok)
+    return made[0], made[1]
+
+
+def _train_part(split: _Split) -> list[Pair]:
+    if "holdout" not in split.meta:
+        return split.train
+    order, n_valid = split.meta["holdout"]
+    return [split.train[i] for i in order[n_valid:]]
+
+
+def load_data(
+    cfg: TrainConfig, tokenizers: Tokenizers | None = None
+) -> tuple[list[Example], list[Example], dict[str, Any]]:
+    """(train, valid, description of the data for the card)."""
+    split = _split(cfg)
+    toks = tokenizers or make_tokenizers(cfg, split)
+    meta = dict(split.meta)
+    holdout = meta.pop("holdout", None)
+    if holdout is None:
+        train = _examples(split.train, split.train_path, cfg, toks)
+        valid = _examples(split.valid, split.valid_path, cfg, toks) if split.valid else []
     else:
-        pairs = list(iter_pairs(data))
-        path = data if data.is_file() else Path(str(data) + "." + cfg.source_lang)
-        every = _examples(pairs, path, cfg)
-        rng = random.Random(cfg.seed)
-        order = list(range(len(every)))
-        rng.shuffle(order)
-        n_valid = min(1000, max(1, len(every) // 50))
+        every = _examples(split.train, split.train_path, cfg, toks)
+        order, n_valid = holdout
         valid = [every[i] for i in order[:n_valid]]
         train = [every[i] for i in order[n_valid:]]
     if not valid:
@@ -299,7 +392,7 @@ def translate_examples(
     examples: Sequence[Example],
     src_vocab: Vocab,
     tgt_vocab: Vocab,
-    target_lang: str,
+    target: Tokenizer,
     batch_size: int = 100,
 ) -> list[str]:
     """Greedy translations of ``examples``, detokenized, in order."""
@@ -310,16 +403,16 @@ def translate_examples(
         sources = [src_vocab.encode(examples[i].src) for i in idx]
         results = greedy_batch(model, sources, max_length=2 * max(map(len, sources)) + 10)
         for i, r in zip(idx, results, strict=True):
-            out[i] = detokenize(tgt_vocab.decode(r.best.token_ids), target_lang)
+            out[i] = target.detokenize(tgt_vocab.decode(r.best.token_ids))
     return out
 
 
 def validate(
-    model: NMTModel, valid: Sequence[Example], src_vocab: Vocab, tgt_vocab: Vocab, lang: str
+    model: NMTModel, valid: Sequence[Example], src_vocab: Vocab, tgt_vocab: Vocab, target: Tokenizer
 ) -> float:
     was_training = model.training
     model.eval()
-    hyps = translate_examples(model, valid, src_vocab, tgt_vocab, lang)
+    hyps = translate_examples(model, valid, src_vocab, tgt_vocab, target)
     model.train(was_training)
     return float(sacrebleu.corpus_bleu(hyps, [[e.ref for e in valid]]).score)
 
@@ -490,17 +583,28 @@ def _train(
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
-    train_set, valid_set, data_meta = load_data(cfg)
+    if not resume and rank == 0:  # a fresh run: an earlier run's files do not fit it
+        (out / SHORTLIST).unlink(missing_ok=True)
+        for lang in (cfg.source_lang, cfg.target_lang):
+            (out / piece_file(lang)).unlink(missing_ok=True)
+    if world > 1 and cfg.tokenizer == "sentencepiece":  # rank 0 trains the pieces first
+        if rank == 0:
+            make_tokenizers(cfg)
+        dist.barrier()
+    toks = make_tokenizers(cfg)
+    train_set, valid_set, data_meta = load_data(cfg, toks)
     flat: dict[str, Tensor] = {}
     meta: dict[str, Any] = {}
     if resume:
         flat, meta = load_state(out)
         src_vocab, tgt_vocab = Vocab(meta["src_vocab"]), Vocab(meta["tgt_vocab"])
+    elif isinstance(toks[0], SentencePieceTokenizer) and isinstance(
+        toks[1], SentencePieceTokenizer
+    ):
+        src_vocab, tgt_vocab = toks[0].vocab(), toks[1].vocab()
     else:
         src_vocab = Vocab.build((e.src for e in train_set), min_freq=cfg.min_freq)
         tgt_vocab = Vocab.build((e.tgt for e in train_set), min_freq=cfg.min_freq)
-        if rank == 0:  # a fresh run: an earlier run's shortlist does not fit its vocabularies
-            (out / SHORTLIST).unlink(missing_ok=True)
     model = build_model(cfg.model_config(len(src_vocab), len(tgt_vocab))).to(device)
     opt = torch.optim.Adam(_param_groups(model, cfg), lr=cfg.lr)
     progress = Progress()
@@ -526,6 +630,16 @@ def _train(
         "source_lang": cfg.source_lang,
         "target_lang": cfg.target_lang,
         "lowercase": cfg.lowercase,
+        "tokenizer_settings": (
+            {
+                "kind": cfg.tokenizer,
+                "model_type": cfg.piece_model,
+                "source_pieces": cfg.src_pieces,
+                "target_pieces": cfg.tgt_pieces,
+            }
+            if cfg.tokenizer == "sentencepiece"
+            else {"kind": cfg.tokenizer}
+        ),
         "architecture": describe_architecture(model.config),
         "data": data_meta,
         "train_config": asdict(cfg),
@@ -599,7 +713,7 @@ def _train(
             if progress.step % cfg.valid_every == 0 or limit:
                 early = _validate_and_save(
                     cfg, model, opt, progress, valid_subset, src_vocab, tgt_vocab,
-                    card_base, started, step_loss, is_main, world,
+                    card_base, started, step_loss, is_main, world, toks,
                 )  # fmt: skip
             if limit or early:
                 break
@@ -609,7 +723,7 @@ def _train(
     if not (limit or early) and (not progress.curve or progress.curve[-1]["step"] != progress.step):
         _validate_and_save(
             cfg, model, opt, progress, valid_subset, src_vocab, tgt_vocab,
-            card_base, started, step_loss, is_main, world,
+            card_base, started, step_loss, is_main, world, toks,
         )  # fmt: skip
     # finished for good (resume does nothing) unless a step or time budget cut it short
     progress.done = not limit
@@ -648,6 +762,7 @@ def _validate_and_save(
     last_loss: float,
     is_main: bool,
     world: int,
+    toks: Tokenizers,
 ) -> bool:
     """Validate on rank 0, keep the best model, write the state; True = stop early."""
     out = Path(cfg.out)
@@ -657,7 +772,7 @@ def _validate_and_save(
         dist.all_reduce(shared)
         last_loss = float(shared[0]) / world
     if is_main:
-        bleu = validate(model, valid, src_vocab, tgt_vocab, cfg.target_lang)
+        bleu = validate(model, valid, src_vocab, tgt_vocab, toks[1])
         progress.seconds = time.perf_counter() - started
         progress.curve.append(
             {
@@ -681,7 +796,7 @@ def _validate_and_save(
                 "valid_bleu": round(bleu, 2),
                 "curve": progress.curve,
             }
-            save_checkpoint(out, model, src_vocab, tgt_vocab, card)
+            save_checkpoint(out, model, src_vocab, tgt_vocab, card, tokenizers=toks)
         else:
             # while the attention anneals, validation (eval mode: the mechanism itself) is
             # not yet what training optimises: no plateau halving or early stop before then
@@ -770,7 +885,8 @@ def shortlist_command(
         max_length=10**9,  # every pair counts, also those too long to train on
         seed=int(trained.get("seed", 1)),
     )
-    examples, _, _ = load_data(cfg)
+    tokenizers = load_tokenizers(folder, card) or make_tokenizers(cfg)
+    examples, _, _ = load_data(cfg, tokenizers)
     src_vocab, tgt_vocab = Vocab(card["src_vocab"]), Vocab(card["tgt_vocab"])
     path = write_shortlist(
         folder,

@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from attnviz.model.alignment import argmax_alignment, format_pharaoh, head_mean
+from attnviz.model.alignment import argmax_alignment, head_mean
 from attnviz.model.checkpoint import CheckpointError, LoadedModel, load_checkpoint
 from attnviz.model.decoding import (
     BeamTree,
@@ -43,9 +43,9 @@ from attnviz.model.decoding import (
 from attnviz.model.int8 import check_int8_device
 from attnviz.model.saliency import normalise_rows, rank_correlation, saliency
 from attnviz.model.shortlist import Shortlist
-from attnviz.model.tokenize import detokenize, tokenize
 from attnviz.model.transformer import Transformer
 from attnviz.model.vocab import BOS, EOS, UNK_ID
+from attnviz.model.words import Span, WordSpan, with_end, word_alignment, word_matrix
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -118,10 +118,15 @@ class Translation:
 
     Attributes:
         model: the model's name.
-        source_tokens: the source tokens and ``"</s>"``: exactly the attention's columns
-            (an unknown word is shown as written; see ``unknown_source_tokens``).
-        target_tokens: the output tokens, ``"</s>"`` included when the sentence finished:
+        source_tokens: the source pieces (tokens) and ``"</s>"``: exactly the attention's
+            columns (an unknown word is shown as written; see ``unknown_source_tokens``).
+        target_tokens: the output pieces, ``"</s>"`` included when the sentence finished:
             exactly the attention's rows.
+        source_words, target_words: the words (whitespace-separated, as typed or as
+            written out) with the span of pieces each covers, ``"</s>"`` a word of its own;
+            for a word-level (lab) model each word is one piece.
+        word_attention: (target words, source words) attention: source pieces summed,
+            target pieces averaged (:mod:`attnviz.model.words`); rows sum to 1.
         translation: the detokenized sentence, end token removed.
         attention: (target, source) weights averaged over heads, each row summing to 1;
             None for a model without attention.
@@ -134,7 +139,7 @@ class Translation:
             attention row and its saliency row (None where undefined: a constant row, or
             a model without attention).
         alignment: Pharaoh links ``"i-j"`` (0-based source word i, target word j) from the
-            argmax of each row, the end-token row and column excluded.
+            argmax of each row of ``word_attention``, the end-token row and column excluded.
         steps: per target token its probability and top-k alternatives.
         score: total log-probability; ``normalized_score`` is what the n-best is ranked by.
         finished: the output ended with ``</s>`` (False when it hit the length limit).
@@ -155,6 +160,9 @@ class Translation:
     normalized_score: float
     finished: bool
     unknown_source_tokens: list[int]
+    source_words: list[WordSpan] = field(default_factory=list)
+    target_words: list[WordSpan] = field(default_factory=list)
+    word_attention: list[list[float]] | None = None
     heads: HeadViews | None = None
     saliency: list[list[float]] | None = None
     saliency_correlation: list[float | None] | None = None
@@ -205,6 +213,9 @@ class Translation:
             "normalized_score": self.normalized_score,
             "finished": self.finished,
             "unknown_source_tokens": list(self.unknown_source_tokens),
+            "source_words": [w.to_dict() for w in self.source_words],
+            "target_words": [w.to_dict() for w in self.target_words],
+            "word_attention": None if self.word_attention is None else matrix(self.word_attention),
             "heads": None if self.heads is None else self.heads.to_dict(),
             "saliency": None if self.saliency is None else matrix(self.saliency),
             "saliency_correlation": self.saliency_correlation,
@@ -242,11 +253,36 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _pharaoh(attention: np.ndarray | None, n_rows: int, n_cols: int) -> str:
-    """Argmax links of a (target, source) matrix cropped to the word rows and columns."""
-    if attention is None or n_rows == 0 or n_cols == 0:
-        return ""
-    return format_pharaoh(argmax_alignment(attention[:n_rows, :n_cols]))
+@dataclass(frozen=True)
+class SourceText:
+    """A text as the model reads it: pieces with ``"</s>"`` last, their ids, and the words
+    (without the end token) with the span of pieces each covers."""
+
+    tokens: list[str]
+    ids: list[int]
+    words: list[str]
+    spans: list[Span]
+
+    @property
+    def positions(self) -> int:
+        """Source positions the decoder attends over (the end token included)."""
+        return len(self.ids)
+
+    def word_pieces(self, word_indices: Sequence[int]) -> list[int]:
+        """The piece positions of these words (index len(words) is the end token);
+        IndexError naming the valid range."""
+        out: list[int] = []
+        for k in word_indices:
+            if k == len(self.words):
+                out.append(len(self.tokens) - 1)
+            elif 0 <= k < len(self.words):
+                out.extend(range(*self.spans[k]))
+            else:
+                raise IndexError(
+                    f"word {k} is out of range: the source words are numbered "
+                    f"0..{len(self.words)} (the end token </s> is {len(self.words)})"
+                )
+        return sorted(set(out))
 
 
 @dataclass(frozen=True)
@@ -313,19 +349,36 @@ class Translator:
 
     # -- text <-> ids ------------------------------------------------------------------
 
-    def _source(self, text: str) -> tuple[list[str], list[int]]:
-        """Source tokens (``"</s>"`` last) and their ids; ValueError for empty text."""
+    def source(self, text: str) -> SourceText:
+        """The text's pieces (``"</s>"`` last), ids and words; ValueError for empty text."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        tokens = tokenize(text, self.source_lang, lowercase=self.loaded.lowercase)
-        if not tokens:
+        seg = self.loaded.src_tokenizer.segment(text)
+        if not seg.pieces:
             raise ValueError("the text to translate is empty")
-        ids = self.src_vocab.encode(tokens, add_eos=True)
-        return [*tokens, EOS], ids
+        ids = self.src_vocab.encode(seg.pieces, add_eos=True)
+        return SourceText([*seg.pieces, EOS], ids, seg.words, seg.spans)
 
-    def _target_ids(self, text: str) -> tuple[list[str], list[int]]:
-        tokens = tokenize(text, self.target_lang, lowercase=self.loaded.lowercase)
-        return tokens, self.tgt_vocab.encode(tokens, add_eos=False)
+    def _target(self, text: str) -> tuple[list[str], list[int], list[str], list[Span]]:
+        """Pieces, ids (no end token), words and spans of a target-language text."""
+        seg = self.loaded.tgt_tokenizer.segment(text)
+        return seg.pieces, self.tgt_vocab.encode(seg.pieces, add_eos=False), seg.words, seg.spans
+
+    def detokenize(self, pieces: Sequence[str]) -> str:
+        """The target text that output pieces spell."""
+        return self.loaded.tgt_tokenizer.detokenize(pieces)
+
+    def word_alignment(
+        self, attention: np.ndarray | None, source: SourceText, ids: Sequence[int]
+    ) -> str:
+        """Pharaoh word links of an output (token ids, end token or not) from its attention
+        (target pieces, [heads,] source pieces)."""
+        if attention is None:
+            return ""
+        eos_id = self.model.config.eos_id
+        n = len(ids) - 1 if ids and ids[-1] == eos_id else len(ids)
+        _, spans = self.loaded.tgt_tokenizer.group([self._tgt_tokens[i] for i in ids[:n]])
+        return word_alignment(head_mean(attention), source.spans, spans)
 
     def _options(
         self,
@@ -340,7 +393,7 @@ class Translator:
     ) -> DecodeOptions:
         prefix: tuple[int, ...] = ()
         if forced_prefix is not None and forced_prefix.strip():
-            prefix = tuple(self._target_ids(forced_prefix)[1])
+            prefix = tuple(self._target(forced_prefix)[1])
         return DecodeOptions(
             beam_size=beam_size,
             n_best=n_best,
@@ -357,19 +410,35 @@ class Translator:
     def _hypothesis(
         self,
         hyp: Hypothesis,
-        source_tokens: list[str],
-        source_ids: Sequence[int],
-        target_tokens: list[str] | None = None,
+        source: SourceText,
+        target: tuple[list[str], list[Span]] | None = None,
         views: Views | None = None,
     ) -> Translation:
+        """``target``: the given target's pieces (``"</s>"`` last) and word spans (forced
+        decoding); None: the words are grouped from the output pieces."""
         vocab = self._tgt_tokens
         ids = hyp.token_ids
+        source_tokens, source_ids = source.tokens, source.ids
         eos_id = self.model.config.eos_id
         words = [vocab[i] for i in ids]
-        if target_tokens is None:
-            target_tokens = words
         n_words = len(ids) - 1 if ids and ids[-1] == eos_id else len(ids)
+        tgt_tok = self.loaded.tgt_tokenizer
+        if target is None:
+            target_tokens = words
+            tgt_words, tgt_spans = tgt_tok.group(words[:n_words])
+        else:
+            target_tokens, tgt_spans = target
+            tgt_words = [tgt_tok.detokenize(target_tokens[a:b]) for a, b in tgt_spans]
         matrix = None if hyp.attention is None else head_mean(hyp.attention)  # (tgt, src)
+        source_words = with_end(source.words, source.spans, len(source_tokens), EOS)
+        target_words = with_end(tgt_words, tgt_spans, len(target_tokens), EOS)
+        words_matrix = None
+        if matrix is not None:
+            words_matrix = word_matrix(
+                matrix,
+                [(w.start, w.end) for w in source_words],
+                [(w.start, w.end) for w in target_words],
+            ).tolist()
         views = views or Views()
         heads = self._head_views(hyp, source_ids, target_tokens, views) if views.heads else None
         sal = corr = None
@@ -399,14 +468,17 @@ class Translator:
             model=self.name,
             source_tokens=source_tokens,
             target_tokens=target_tokens,
-            translation=detokenize(words[:n_words], self.target_lang),
+            translation=tgt_tok.detokenize(words[:n_words]),
             attention=None if matrix is None else matrix.tolist(),
-            alignment=_pharaoh(matrix, n_words, len(source_tokens) - 1),
+            alignment=word_alignment(matrix, source.spans, tgt_spans),
             steps=steps,
             score=hyp.score,
             normalized_score=hyp.norm_score if hyp.norm_score is not None else hyp.score,
             finished=hyp.finished,
             unknown_source_tokens=[i for i, s in enumerate(source_ids) if s == UNK_ID],
+            source_words=source_words,
+            target_words=target_words,
+            word_attention=words_matrix,
             heads=heads,
             saliency=sal,
             saliency_correlation=corr,
@@ -468,17 +540,15 @@ class Translator:
     def _translation(
         self,
         result: DecodeResult,
-        source_tokens: list[str],
+        source: SourceText,
         options: DecodeOptions,
         elapsed_ms: float,
         views: Views,
     ) -> Translation:
-        src_ids = result.source_ids
-        best = self._hypothesis(result.best, source_tokens, src_ids, views=views)
+        best = self._hypothesis(result.best, source, views=views)
         if options.n_best > 1:  # the n-best list repeats the best one (without the list)
             best.hypotheses = [dataclasses.replace(best)] + [
-                self._hypothesis(h, source_tokens, src_ids, views=views)
-                for h in result.hypotheses[1:]
+                self._hypothesis(h, source, views=views) for h in result.hypotheses[1:]
             ]
         if result.beam is not None:
             best.beam = self._beam(result.beam, result, len(result.hypotheses))
@@ -575,15 +645,15 @@ class Translator:
         if int8:
             check_int8_device(self.device)
         start = time.perf_counter()
-        sources = [self._source(t) for t in texts]
+        sources = [self.source(t) for t in texts]
         out: list[Translation | None] = [None] * len(sources)
-        order = sorted(range(len(sources)), key=lambda i: len(sources[i][1]))
+        order = sorted(range(len(sources)), key=lambda i: len(sources[i].ids))
         for lo in range(0, len(order), batch_size):
             idx = order[lo : lo + batch_size]
-            batch = [sources[i][1] for i in idx]
+            batch = [sources[i].ids for i in idx]
             results = decode_batch(self.model, batch, options, shortlist=lexical, int8=int8)
             for i, res in zip(idx, results, strict=True):
-                out[i] = self._translation(res, sources[i][0], options, 0.0, views)
+                out[i] = self._translation(res, sources[i], options, 0.0, views)
         elapsed = (time.perf_counter() - start) * 1000.0
         done: list[Translation] = []
         for t in out:
@@ -609,19 +679,19 @@ class Translator:
         the vocabulary is read as ``<unk>``).
         """
         start = time.perf_counter()
-        source_tokens, src_ids = self._source(text)
-        tgt_tokens, tgt_ids = self._target_ids(target)
+        source = self.source(text)
+        tgt_tokens, tgt_ids, _, tgt_spans = self._target(target)
         if not tgt_tokens:
             raise ValueError("the target translation to align is empty")
         result = forced(
             self.model,
-            src_ids,
+            source.ids,
             [*tgt_ids, self.model.config.eos_id],
             top_k=top_k,
             blocked_source=tuple(blocked_source or ()),
         )
         views = Views(include_heads, include_saliency, tuple(blocked_source or ()))
-        t = self._hypothesis(result.best, source_tokens, src_ids, [*tgt_tokens, EOS], views)
+        t = self._hypothesis(result.best, source, ([*tgt_tokens, EOS], tgt_spans), views)
         t.timing_ms = {"total": (time.perf_counter() - start) * 1000.0}
         return t
 
@@ -825,12 +895,12 @@ def translate_command(
     workers = workers or default_workers(translator.device)
     lines = [line.rstrip("\r\n") for line in stdin]
     update = _progress(len(lines), stdin)
-    sources: dict[int, tuple[list[str], list[int]]] = {}
+    sources: dict[int, SourceText] = {}
     for n, line in enumerate(lines):
         if line.strip():
-            sources[n] = translator._source(line)
+            sources[n] = translator.source(line)
     options = DecodeOptions(beam_size=beam_size)
-    order = sorted(sources, key=lambda n: len(sources[n][1]))
+    order = sorted(sources, key=lambda n: len(sources[n].ids))
     empty = "{}" if as_json else (" ||| " if alignment else "")
     out: list[str] = [empty] * len(lines)
     update(len(lines) - len(sources))
@@ -839,24 +909,21 @@ def translate_command(
 
     def run(idx: list[int]) -> tuple[list[int], list[DecodeResult], float]:
         start = time.perf_counter()
-        batch = [sources[n][1] for n in idx]
+        batch = [sources[n].ids for n in idx]
         results = decode_batch(translator.model, batch, options, shortlist=lexical, int8=int8)
         return idx, results, (time.perf_counter() - start) * 1000.0
 
     def write(idx: list[int], results: list[DecodeResult], elapsed: float) -> None:
         for n, res in zip(idx, results, strict=True):
             if as_json:
-                t = translator._translation(res, sources[n][0], options, elapsed, Views())
+                t = translator._translation(res, sources[n], options, elapsed, Views())
                 out[n] = json.dumps(t.to_dict(decimals=6), ensure_ascii=False)
                 continue
             ids = res.best.token_ids
             n_words = len(ids) - 1 if ids and ids[-1] == eos_id else len(ids)
-            text = detokenize([tokens[i] for i in ids[:n_words]], translator.target_lang)
+            text = translator.detokenize([tokens[i] for i in ids[:n_words]])
             if alignment:
-                att = res.best.attention
-                links = _pharaoh(
-                    None if att is None else head_mean(att), n_words, len(sources[n][0]) - 1
-                )
+                links = translator.word_alignment(res.best.attention, sources[n], ids)
                 text = f"{text} ||| {links}"
             out[n] = text
         update(len(idx))

@@ -492,7 +492,7 @@ def test_shortlist_option_and_commands(
     for sentence, line in zip(SENTENCES, out.getvalue().splitlines(), strict=True):
         t = fast.translate(sentence, shortlist=True, top_k=3)
         assert line == t.translation
-        allowed = set(shortlist.ids_for([fast._source(sentence)[1]]).tolist())
+        allowed = set(shortlist.ids_for([fast.source(sentence).ids]).tolist())
         words = [fast.tgt_vocab.id(s.token) for s in t.steps]
         assert set(words) <= allowed
         assert all(fast.tgt_vocab.id(c.token) in allowed for s in t.steps for c in s.top_k)

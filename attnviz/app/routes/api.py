@@ -124,7 +124,9 @@ def _params(
     body: TranslateRequest | BatchTranslateRequest,
     sources: Sequence[Source],
 ) -> DecodeParams:
-    masked = check_masked(body.masked_source, sources, isinstance(body, BatchTranslateRequest))
+    masked = check_masked(
+        body.masked_source, sources, isinstance(body, BatchTranslateRequest), body.masked_words
+    )
     check_prefix(entry.translator, entry.name, body.forced_prefix, body.max_length, sources)
     if body.shortlist and entry.translator.loaded.shortlist is None:
         raise InputProblem(
@@ -264,7 +266,7 @@ async def align(
         settings, texts=[(["text"], body.text), (["target"], body.target)], top_k=body.top_k
     )
     source = read_source(entry.translator, entry.name, body.text, ["text"])
-    masked = check_masked(body.masked_source, [source], batch=False)
+    masked = check_masked(body.masked_source, [source], batch=False, words=body.masked_words)
     call = functools.partial(
         entry.translator.align,
         body.text,
