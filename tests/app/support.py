@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,51 @@ from attnviz.model.checkpoint import WEIGHTS, CheckpointError, read_card
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "checkpoints"
 SAMPLE = REPO / "data" / "sample"
+# the real corpora, read in place (never copied into the repository); CI has the folder
+SHARED_DATA = Path(os.environ.get("ATTNVIZ_SHARED_DATA") or REPO.parent / "shared" / "data")
+
+
+def shared_data(name: str) -> Path:
+    """A corpus folder of ../shared/data; the test fails (not skips) when it is missing."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.fail(
+            f"{path} is missing: the tests read the real corpora in place from ../shared/data "
+            "(or ATTNVIZ_SHARED_DATA)"
+        )
+    return path
+
+
+def train_tiny_subword(root: Path, name: str = "en-fr-subword", pairs: int = 2000) -> Path:
+    """A tiny real subword model: SentencePiece pieces trained on the first ``pairs``
+    Tatoeba pairs (imported from ../shared/data), a small GRU trained for a few seconds."""
+    from attnviz.model.corpus.importers import import_tatoeba
+    from attnviz.model.train import TrainConfig, train
+
+    data = root / f"{name}-data"
+    import_tatoeba(shared_data("tatoeba-en-fr") / "fra.txt.gz", data, seed=1, limit=pairs)
+    src, tgt = name.split("-")[:2]
+    cfg = TrainConfig(
+        data=str(data),
+        out=str(root / name),
+        source_lang=src,
+        target_lang=tgt,
+        tokenizer="sentencepiece",
+        src_pieces=400,
+        tgt_pieces=400,
+        emb_dim=32,
+        hidden_dim=32,
+        batch_size=32,
+        lr=5e-3,
+        max_steps=120,
+        valid_every=120,
+        valid_sentences=20,
+        threads=1,
+        device="cpu",
+    )
+    train(cfg, progress_bar=False)
+    return root / name
+
 
 SENTENCES = [
     "The boy runs.",
