@@ -78,11 +78,13 @@ class MosesTokenizer:
         self.lowercase = lowercase
 
     def segment(self, text: str) -> Segmented:
-        tokens = tokenize(text, self.lang, lowercase=self.lowercase)
+        tokens = self.tokenize(text)
         return Segmented(tokens, list(tokens), identity_spans(len(tokens)))
 
     def tokenize(self, text: str) -> list[str]:
-        return tokenize(text, self.lang, lowercase=self.lowercase)
+        """Moses tokens of the normalised text (invisible format characters never become
+        words; see :mod:`attnviz.model.normalize`)."""
+        return tokenize(normalize_text(text), self.lang, lowercase=self.lowercase)
 
     def detokenize(self, pieces: Sequence[str]) -> str:
         return detokenize(list(pieces), self.lang)
