@@ -152,6 +152,9 @@ class SentencePieceTokenizer:
         return text
 
     def group(self, pieces: Sequence[str]) -> tuple[list[str], list[tuple[int, int]]]:
+        """Words of output pieces: a word starts at each piece that begins with "▁". A group
+        that spells nothing (a lone "▁" the model wrote) joins the word before it (or after
+        it, first in the sentence), so the words are the translation's words."""
         spans: list[tuple[int, int]] = []
         start = 0
         for i, piece in enumerate(pieces):
@@ -160,8 +163,25 @@ class SentencePieceTokenizer:
                 start = i
         if len(pieces) > start:
             spans.append((start, len(pieces)))
-        words = [self.detokenize(pieces[a:b]).strip() or pieces[a] for a, b in spans]
-        return words, spans
+        words: list[str] = []
+        merged: list[tuple[int, int]] = []
+        pending: int | None = None  # start of empty groups waiting for a word to join
+        for a, b in spans:
+            text = self.detokenize(pieces[a:b]).strip()
+            if not text:
+                if merged:
+                    merged[-1] = (merged[-1][0], b)
+                elif pending is None:
+                    pending = a
+                continue
+            if pending is not None:
+                a, pending = pending, None
+            merged.append((a, b))
+            words.append(text)
+        if pending is not None:  # nothing but empty groups: one word of what they are
+            merged.append((pending, len(pieces)))
+            words.append("".join(pieces[pending:]))
+        return words, merged
 
 
 _SPECIALS = frozenset({PAD, UNK, BOS, EOS})

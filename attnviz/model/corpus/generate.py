@@ -209,6 +209,17 @@ def corpus_stats(directory: Path) -> dict[str, object]:
             for lo, hi in LENGTH_BUCKETS
         },
     }
+    meta_path = directory / "meta.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    if meta.get("corpus"):  # an imported real corpus: where it came from, not phenomena
+        stats["corpus"] = {
+            k: meta[k]
+            for k in ("corpus", "description", "licence", "attribution", "source", "seed")
+            if k in meta
+        }
+        if "dropped" in meta:
+            stats["corpus"]["dropped"] = meta["dropped"]
+        return stats
     stats["phenomena"] = {
         p: {"pairs": phenomena[p], "percent": round(100 * phenomena[p] / total, 2)}
         for p in PHENOMENA
@@ -227,6 +238,15 @@ def format_stats(stats: dict[str, object]) -> str:
     top = max(hist.values()) or 1
     for bucket, c in hist.items():
         lines.append(f"  {bucket:>6} {'#' * round(40 * c / top):<40} {c}")
+    corpus = stats.get("corpus")
+    if isinstance(corpus, dict):
+        for key, value in corpus.items():
+            if key == "source" and isinstance(value, dict):
+                value = f"{value['file']} (sha256 {value['sha256']})"
+            elif key == "source" and isinstance(value, list):
+                value = f"{len(value)} files (sha256 in meta.json)"
+            lines.append(f"{key}: {value}")
+        return "\n".join(lines)
     lines.append("phenomena (pairs, % of all):")
     phen = stats["phenomena"]
     assert isinstance(phen, dict)
