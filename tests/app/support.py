@@ -29,33 +29,38 @@ def shared_data(name: str) -> Path:
     return path
 
 
-def train_tiny_subword(root: Path, name: str = "en-fr-subword", pairs: int = 2000) -> Path:
+def train_tiny_subword(
+    root: Path, name: str = "en-fr-subword", pairs: int = 2000, **options: object
+) -> Path:
     """A tiny real subword model: SentencePiece pieces trained on the first ``pairs``
-    Tatoeba pairs (imported from ../shared/data), a small GRU trained for a few seconds."""
+    Tatoeba pairs (imported from ../shared/data), a small GRU trained for a few seconds
+    (``options`` override TrainConfig fields, e.g. a Transformer)."""
     from attnviz.model.corpus.importers import import_tatoeba
     from attnviz.model.train import TrainConfig, train
 
-    data = root / f"{name}-data"
+    data = root.parent / f"{root.name}-{name}-data"  # beside the models folder, not in it
     import_tatoeba(shared_data("tatoeba-en-fr") / "fra.txt.gz", data, seed=1, limit=pairs)
     src, tgt = name.split("-")[:2]
-    cfg = TrainConfig(
-        data=str(data),
-        out=str(root / name),
-        source_lang=src,
-        target_lang=tgt,
-        tokenizer="sentencepiece",
-        src_pieces=400,
-        tgt_pieces=400,
-        emb_dim=32,
-        hidden_dim=32,
-        batch_size=32,
-        lr=5e-3,
-        max_steps=120,
-        valid_every=120,
-        valid_sentences=20,
-        threads=1,
-        device="cpu",
-    )
+    values: dict[str, object] = {
+        "data": str(data),
+        "out": str(root / name),
+        "source_lang": src,
+        "target_lang": tgt,
+        "tokenizer": "sentencepiece",
+        "src_pieces": 400,
+        "tgt_pieces": 400,
+        "emb_dim": 32,
+        "hidden_dim": 32,
+        "batch_size": 32,
+        "lr": 5e-3,
+        "max_steps": 120,
+        "valid_every": 120,
+        "valid_sentences": 20,
+        "threads": 1,
+        "device": "cpu",
+        **options,
+    }
+    cfg = TrainConfig(**values)  # type: ignore[arg-type]
     train(cfg, progress_bar=False)
     return root / name
 

@@ -13,15 +13,27 @@ from fastapi.testclient import TestClient
 
 from attnviz.app.main import create_app
 from attnviz.model.translator import Translator, translate_command
-from tests.app.support import make_settings
+from tests.app.support import make_settings, train_tiny_subword
 
 HELP = "Can you help me, please?"
 
 
 @pytest.fixture(scope="module")
 def served(tiny_subword: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The app over the tiny subword RNN and a tiny subword Transformer (fr->en)."""
     root = tmp_path_factory.mktemp("served-subword")
     (root / tiny_subword.name).symlink_to(tiny_subword, target_is_directory=True)
+    train_tiny_subword(
+        root,
+        "fr-en-subword-transformer",
+        architecture="transformer",
+        attention="scaled_dot",
+        attention_heads=2,
+        layers=2,
+        ff_dim=64,
+        max_steps=60,
+        valid_every=60,
+    )
     with TestClient(create_app(make_settings(root))) as client:
         yield client
 
@@ -152,3 +164,31 @@ def test_translate_command_aligns_words(tiny_subword: Path) -> None:
         assert links == expected.alignment
         n_words = len(text.split())
         assert all(int(link.split("-")[0]) < n_words for link in links.split())
+
+
+@pytest.mark.parametrize("model", ["en-fr-subword", "fr-en-subword-transformer"])
+def test_every_view_and_fast_option_on_pieces(served: TestClient, model: str) -> None:
+    text = HELP if model.startswith("en") else "Peux-tu m'aider, s'il te plaît ?"
+    base = {"text": text, "model": model, "beam_size": 2, "include_beam": True}
+    views = {**base, "include_heads": True, "include_saliency": True, "top_k": 2}
+    r = served.post("/api/translate", json=views)
+    assert r.status_code == 200, r.text
+    d = r.json()
+    n_tgt, n_src = len(d["target_tokens"]), len(d["source_tokens"])
+    assert np.asarray(d["saliency"]).shape == (n_tgt, n_src)
+    if model.endswith("transformer"):
+        cross = np.asarray(d["heads"]["cross"])
+        assert cross.shape == (2, 2, n_tgt, n_src)
+        assert np.asarray(d["heads"]["encoder_self"]).shape == (2, 2, n_src, n_src)
+    for fast in ("shortlist", "int8"):
+        r = served.post("/api/translate", json={**base, fast: True})
+        assert r.status_code == 200, (fast, r.text)
+        f = r.json()
+        _check_words(f, "source")
+        _check_words(f, "target")
+    batch = served.post(
+        "/api/translate/batch", json={"texts": [text, "Merci."], "model": model}
+    ).json()["results"]
+    alone = served.post("/api/translate", json={"text": text, "model": model}).json()
+    assert batch[0]["translation"] == alone["translation"]
+    np.testing.assert_allclose(batch[0]["word_attention"], alone["word_attention"], atol=1e-6)
