@@ -1,6 +1,18 @@
 """Attention as word alignment, against a real word aligner: eflomal and every model.
 
     .venv/bin/python bench/aligners.py --corpus data/corpus [--models a b] [--markdown]
+    .venv/bin/python bench/aligners.py --hansards [--models a b] [--markdown]
+
+``--hansards`` scores on the WPT03 Hansards test set (447 pairs, Och & Ney's gold with
+sure and possible links), imported from ../shared/data into data/hansards when missing:
+eflomal is trained on the Tatoeba training split (data/tatoeba/train.tsv, imported when
+missing) plus the Hansards sentences. The Hansards text is lower-cased and tokenized with
+French contractions and elisions undone (``à le``, ``de épine``, ``souvenons - nous``), so
+the Tatoeba text is brought to the same form for eflomal (lower-cased Moses tokens, ``au``
+-> ``à le``, ``l'`` -> ``le``, hyphens apart; see :func:`hansards_style`), and the Hansards
+sentences are aligned over their own whitespace tokens, the gold's. Every AER there uses
+the sure and possible links (``--corpus DIR --train FILE`` does the same for any imported
+pre-tokenised corpus).
 
 1. eflomal (Östling & Tiedemann 2016, the PyPI package ``eflomal``; installed into the
    running venv with pip on first use) aligns the training corpus with the test sentences
@@ -25,8 +37,9 @@
    the argmax attention of forced decoding of the reference, AER (greedy) that of the
    greedy output on the sentences translated exactly (their count in brackets).
 
-All AERs are corpus-level, sure links only (AER = 1 - F1), English-French links as in
-the corpus (a fr->en model's links are flipped to compare). Not part of the test run.
+All AERs are corpus-level, with the possible links where the gold has them (else sure
+links only: AER = 1 - F1), English-French links as in the corpus (a fr->en model's links
+are flipped to compare). Not part of the test run.
 """
 
 from __future__ import annotations
@@ -36,6 +49,8 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -52,18 +67,56 @@ if str(REPO) not in sys.path:
 
 from attnviz.model.alignment import AerCounts, Link, aer_counts  # noqa: E402
 from attnviz.model.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from attnviz.model.corpus.readers import Pair, parse_pharaoh, read_tsv  # noqa: E402
+from attnviz.model.corpus.importers import import_hansards, import_tatoeba  # noqa: E402
+from attnviz.model.corpus.readers import Pair, iter_pairs, parse_pharaoh, read_tsv  # noqa: E402
 from attnviz.model.evaluate import (  # noqa: E402
     DEFAULT_MODELS_DIR,
     evaluate,
+    is_pretokenized,
     resolve_device,
     resolve_model_dir,
 )
 from attnviz.model.tokenize import tokenize  # noqa: E402
 from bench.report import render_table  # noqa: E402
 
+SHARED_DATA = Path(os.environ.get("ATTNVIZ_SHARED_DATA") or REPO.parent / "shared" / "data")
 SYMMETRIZATIONS = ("grow-diag-final-and", "intersect", "union", "forward", "reverse")
 NEIGHBOURS = ((-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
+
+
+# -- tokens -------------------------------------------------------------------------------
+
+# French written the Hansards way: contractions and elisions undone (the gold's tokens)
+_CONTRACTIONS = {"au": "à le", "aux": "à les", "du": "de le", "des": "de les"}
+_ELISIONS = {
+    "l'": "le", "d'": "de", "j'": "je", "n'": "ne", "qu'": "que", "c'": "ce", "s'": "se",
+    "m'": "me", "t'": "te", "jusqu'": "jusque", "lorsqu'": "lorsque", "puisqu'": "puisque",
+}  # fmt: skip
+_HYPHEN = re.compile(r"(-)")
+
+
+def hansards_style(text: str, lang: str) -> list[str]:
+    """Lower-cased Moses tokens in the Hansards' way: hyphens as tokens of their own, and
+    in French the contractions (``au``, ``du``, ``des``) and elisions (``l'``, ``qu'``)
+    undone, as the WPT03 text has them."""
+    out: list[str] = []
+    for token in tokenize(text.lower(), lang):
+        if token == "aujourd'hui":
+            out += ["aujourd'", "hui"]
+            continue
+        for part in filter(None, _HYPHEN.split(token)):  # "souvenons-nous": 3 tokens
+            if lang == "fr" and part in _CONTRACTIONS:
+                out += _CONTRACTIONS[part].split()
+            else:
+                out.append(_ELISIONS.get(part, part) if lang == "fr" else part)
+    return out
+
+
+def words_of(pair: Pair, pretokenized: bool) -> tuple[list[str], list[str]]:
+    """The tokens the gold of ``pair`` indexes (English, French)."""
+    if pretokenized:
+        return pair.source.split(), pair.target.split()
+    return tokenize(pair.source, "en"), tokenize(pair.target, "fr")
 
 
 # -- eflomal -----------------------------------------------------------------------------
@@ -81,6 +134,7 @@ def eflomal_results(
     *,
     rerun: bool,
     log: Callable[[str], None],
+    pretokenized: bool = False,
 ) -> EflomalResult:
     """:func:`run_eflomal`'s result, from the cache when it holds one for these files and
     options (and ``rerun`` is off), else computed and stored there."""
@@ -88,7 +142,9 @@ def eflomal_results(
     for path in (train_path, test_path):
         digest.update(path.read_bytes())
     digest.update(f"samplers={n_samplers} train={len(train)} test={len(test)}".encode())
-    cache = train_path.parent / ".cache" / f"eflomal-{digest.hexdigest()[:20]}.json"
+    if pretokenized:  # another tokenization of the training text: another result
+        digest.update(b"pretokenized test, hansards_style train, possible links")
+    cache = test_path.parent / ".cache" / f"eflomal-{digest.hexdigest()[:20]}.json"
     if cache.is_file() and not rerun:
         stored = json.loads(cache.read_text(encoding="utf-8"))
         log(f"eflomal: its result of {stored['made']} from {cache} (--rerun-eflomal: again)")
@@ -96,7 +152,7 @@ def eflomal_results(
             {name: AerCounts(**c) for name, c in stored[part].items()} for part in ("test", "all")
         )
         return counts, all_counts, float(stored["seconds"])
-    counts, all_counts, seconds = run_eflomal(train, test, n_samplers)
+    counts, all_counts, seconds = run_eflomal(train, test, n_samplers, pretokenized=pretokenized)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(
         json.dumps(
@@ -170,14 +226,23 @@ def grow_diag_final_and(
 
 
 def run_eflomal(
-    train: Sequence[Pair], test: Sequence[Pair], n_samplers: int
+    train: Sequence[Pair], test: Sequence[Pair], n_samplers: int, *, pretokenized: bool = False
 ) -> tuple[dict[str, AerCounts], dict[str, AerCounts], float]:
     """Align train + test with eflomal. Returns AER counts for every symmetrisation on
-    the test pairs and on all pairs with a gold alignment, and the seconds eflomal took."""
+    the test pairs and on all pairs with a gold alignment, and the seconds eflomal took.
+
+    ``pretokenized``: the test pairs are aligned over their whitespace tokens (lower-cased)
+    and the training pairs brought to the same form by :func:`hansards_style`."""
     eflomal = import_eflomal()
     pairs = [*train, *test]
-    src = [tokenize(p.source, "en") for p in pairs]
-    tgt = [tokenize(p.target, "fr") for p in pairs]
+    if pretokenized:
+        src = [hansards_style(p.source, "en") for p in train]
+        tgt = [hansards_style(p.target, "fr") for p in train]
+        src += [p.source.lower().split() for p in test]
+        tgt += [p.target.lower().split() for p in test]
+    else:
+        src = [tokenize(p.source, "en") for p in pairs]
+        tgt = [tokenize(p.target, "fr") for p in pairs]
     src_lines = [" ".join(tokens) + "\n" for tokens in src]
     tgt_lines = [" ".join(tokens) + "\n" for tokens in tgt]
     with tempfile.TemporaryDirectory(prefix="attnviz-eflomal-") as tmp:
@@ -215,36 +280,40 @@ def run_eflomal(
             "reverse": rev,
         }
         for name, links in variants.items():
-            counts = aer_counts(links, pair.alignment)
+            counts = aer_counts(links, pair.alignment, pair.possible)
             all_counts[name] = all_counts[name] + counts
             if k >= first:
                 test_counts[name] = test_counts[name] + counts
     return test_counts, all_counts, seconds
 
 
-def diagonal_counts(test: Iterable[Pair]) -> AerCounts:
+def diagonal_counts(test: Iterable[Pair], pretokenized: bool = False) -> AerCounts:
     total = AerCounts()
     for pair in test:
         assert pair.alignment is not None
-        n_src, n_tgt = len(tokenize(pair.source, "en")), len(tokenize(pair.target, "fr"))
+        src, tgt = words_of(pair, pretokenized)
+        n_src, n_tgt = len(src), len(tgt)
         scale = (n_src - 1) / (n_tgt - 1) if n_tgt > 1 else 0.0
         links = [(round(j * scale), j) for j in range(n_tgt)]
-        total = total + aer_counts(links, pair.alignment)
+        total = total + aer_counts(links, pair.alignment, pair.possible)
     return total
 
 
-def one_link_oracle_counts(test: Iterable[Pair]) -> AerCounts:
+def one_link_oracle_counts(test: Iterable[Pair], pretokenized: bool = False) -> AerCounts:
     """The best an argmax alignment (exactly one link per target token) can do: each
-    target token with gold links gets one of them, each unaligned one a wrong link."""
+    target token with a sure gold link gets one, else one with a possible link gets that,
+    else a wrong link."""
     total = AerCounts()
     for pair in test:
         assert pair.alignment is not None
-        n_tgt = len(tokenize(pair.target, "fr"))
+        n_tgt = len(words_of(pair, pretokenized)[1])
         sure = set(pair.alignment)
-        best = {j: i for i, j in sorted(sure, reverse=True)}  # one gold link per target
+        possible = set(pair.possible or ())
+        best = {j: i for i, j in sorted(possible, reverse=True)}  # one link per target ...
+        best.update({j: i for i, j in sorted(sure, reverse=True)})  # ... sure when it can
         wrong = {j: (-1, j) for j in range(n_tgt) if j not in best}  # never in the gold
         links = [(i, j) for j, i in best.items()] + list(wrong.values())
-        total = total + aer_counts(links, sure)
+        total = total + aer_counts(links, sure, possible)
     return total
 
 
@@ -319,6 +388,19 @@ def model_dirs(names: list[str] | None, models_dir: Path) -> list[Path]:
     return sorted(p for p in models_dir.iterdir() if (p / "card.json").is_file())
 
 
+def hansards_corpora(log: Callable[[str], None]) -> tuple[Path, Path]:
+    """(data/hansards, data/tatoeba/train.tsv), each imported from ../shared/data (or
+    ATTNVIZ_SHARED_DATA) first when it is missing."""
+    hansards, tatoeba = REPO / "data" / "hansards", REPO / "data" / "tatoeba"
+    if not (hansards / "test.tsv").is_file():
+        log(f"importing the WPT03 Hansards into {hansards}")
+        import_hansards(SHARED_DATA / "hansards-wpt03-en-fr", hansards)
+    if not (tatoeba / "train.tsv").is_file():
+        log(f"importing Tatoeba into {tatoeba}")
+        import_tatoeba(SHARED_DATA / "tatoeba-en-fr" / "fra.txt.gz", tatoeba)
+    return hansards, tatoeba / "train.tsv"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -326,6 +408,19 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=REPO / "data" / "corpus",
         help="folder with train.tsv and test.tsv (default data/corpus)",
+    )
+    parser.add_argument(
+        "--train",
+        type=Path,
+        default=None,
+        help="eflomal's training pairs (default <corpus>/train.tsv)",
+    )
+    parser.add_argument(
+        "--hansards",
+        action="store_true",
+        help="the WPT03 Hansards test set (sure and possible links), eflomal trained on "
+        "Tatoeba's train split: --corpus data/hansards --train data/tatoeba/train.tsv, "
+        "imported from ../shared/data when missing",
     )
     parser.add_argument(
         "--models",
@@ -346,6 +441,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--samplers", type=int, default=3, help="eflomal's n_samplers")
     parser.add_argument("--limit", type=int, default=None, help="first N test pairs only")
+    parser.add_argument(
+        "--train-limit", type=int, default=None, help="first N training pairs only (eflomal)"
+    )
+    parser.add_argument(
+        "--saliency",
+        type=int,
+        default=100,
+        help="sentences read with saliency for the attention~saliency column (0: none)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
@@ -358,9 +462,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    train_path, test_path = args.corpus / "train.tsv", args.corpus / "test.tsv"
+    log: Callable[[str], None] = lambda text: print(text, file=sys.stderr)  # noqa: E731
     try:
-        train = read_tsv(train_path, alignment_col=2)
+        if args.hansards:
+            args.corpus, args.train = hansards_corpora(log)
+        train_path = args.train or args.corpus / "train.tsv"
+        test_path = args.corpus / "test.tsv"
+        pretokenized = is_pretokenized(test_path)
+        train = list(iter_pairs(train_path))  # with its gold links when it has them
         test = read_tsv(test_path, alignment_col=2)
         device = resolve_device(args.device)
         dirs = model_dirs(args.models, args.models_dir)
@@ -369,19 +478,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.limit is not None:
         test = test[: args.limit]
+    if args.train_limit is not None:
+        train = train[: args.train_limit]
     missing = [p.lineno for p in test if p.alignment is None]
     if missing:
         print(
             f"aligners: {test_path} has no gold alignment on lines {missing[:5]}", file=sys.stderr
         )
         return 2
-    log: Callable[[str], None] = lambda text: print(text, file=sys.stderr)  # noqa: E731
-    log(f"{len(train)} training and {len(test)} test pairs from {args.corpus}")
+    log(f"{len(train)} training pairs from {train_path}, {len(test)} test pairs from {test_path}")
+    if pretokenized:
+        sure = sum(len(set(p.alignment or ())) for p in test)
+        possible = sum(len(set(p.possible or ()) - set(p.alignment or ())) for p in test)
+        log(f"gold: {sure} sure and {possible} possible links over whitespace tokens")
 
     rows: list[list[str]] = []
     if not args.no_eflomal:
         counts, all_counts, seconds = eflomal_results(
-            train_path, test_path, train, test, args.samplers, rerun=args.rerun_eflomal, log=log
+            train_path,
+            test_path,
+            train,
+            test,
+            args.samplers,
+            rerun=args.rerun_eflomal,
+            log=log,
+            pretokenized=pretokenized,
         )
         log(f"eflomal on {len(train) + len(test)} pairs: {seconds:.1f} s")
         log(f"  {'':<20} {'test':<38}  all pairs with gold")
@@ -405,10 +526,10 @@ def main(argv: list[str] | None = None) -> int:
                 _duration(seconds),
             ]
         )
-    diagonal = diagonal_counts(test)
+    diagonal = diagonal_counts(test, pretokenized)
     dash = ["–", "–", "–", "–"]
     rows.append(["diagonal baseline (en→fr)", "–", "–", "–", "–", f"{diagonal.aer:.3f}", *dash])
-    ceiling = one_link_oracle_counts(test)
+    ceiling = one_link_oracle_counts(test, pretokenized)
     rows.append(["best argmax (en→fr oracle)", "–", "–", "–", "–", f"{ceiling.aer:.3f}", *dash])
 
     for directory in dirs:
@@ -430,7 +551,13 @@ def main(argv: list[str] | None = None) -> int:
             }
         else:
             log(f"evaluating {loaded.name} on {len(test)} pairs ...")
-            result = evaluate(loaded, test, progress=sys.stderr.isatty())
+            result = evaluate(
+                loaded,
+                test,
+                progress=sys.stderr.isatty(),
+                pretokenized=pretokenized,
+                saliency_sentences=args.saliency,
+            )
         rows.append(model_row(directory, result, loaded.card))
         del loaded
     print(format_table(rows, args.markdown))

@@ -9,31 +9,39 @@ What is measured (``evaluate`` returns one JSON-ready dict):
 * ``bleu``, ``chrf``: sacrebleu ``corpus_score`` of the detokenized greedy output against
   the reference text, with their signatures (``bleu_signature``, ``chrf_signature``;
   ``case:lc`` for a model trained on lowercased text).
-* ``aer``: alignment error rate (Och & Ney, sure links only, so AER = 1 - F1) of the
-  argmax attention alignment under **forced decoding of the reference**: the decoder reads
-  the gold translation (teacher forcing), so every attention row belongs to a gold target
-  token and can be compared with the gold links. Corpus-level (counts summed over
-  sentences). ``aer_precision`` and ``aer_recall`` come with it.
+* ``aer``: alignment error rate (Och & Ney 2003, with the sure and possible links of the
+  gold; sure links only give AER = 1 - F1) of the argmax attention alignment over words
+  under **forced decoding of the reference**: the decoder reads the gold translation
+  (teacher forcing), so every attention row belongs to a gold target piece and can be
+  compared with the gold links. Corpus-level (counts summed over sentences).
+  ``aer_precision`` and ``aer_recall`` come with it, and ``gold_sure_links``,
+  ``gold_possible_links`` say what the gold held. Units, word matrices and the forced
+  reading: :mod:`attnviz.model.evaluate_alignment`.
 * ``aer_greedy``: the same for the attention of the **greedy output**, computed only on
-  the sentences whose greedy output is exactly the reference (token for token, ended
+  the sentences whose greedy output is exactly the reference (piece for piece, ended
   by ``</s>``); ``aer_greedy_sentences`` says how many (None when there are none).
 * ``attention_entropy``: mean entropy in nats of the attention rows of the greedy output
   (every step, the ``</s>`` step included, over every source position including
   ``</s>``, every head; weighted by rows, i.e. by target tokens).
 * ``perplexity``: of the reference under forced decoding (per target token, ``</s>``
   included).
-* ``bleu_by_length``: sentences and BLEU/chrF per bucket of **source** length in tokens
-  (1-5, 6-10, 11-15, 16-20, 21-25, 26+); every bucket is listed, empty ones with None.
+* ``bleu_by_length``: sentences and BLEU/chrF per bucket of **source** length in words
+  (a lab model's tokens; 1-5, 6-10, 11-15, 16-20, 21-25, 26+); every bucket is listed,
+  empty ones with None.
 * ``sentences``, ``seconds`` (all of it), ``translate_seconds`` (tokenizing, greedy
   decoding, detokenizing) and ``sentences_per_second`` (sentences / translate_seconds).
 
 Without attention (the ``none`` mechanism) the AER fields and the entropy are None; so is
 ``aer`` when the data has no gold alignments.
 
+Text goes through the model's own tokenizers (Moses tokens for a lab model, SentencePiece
+pieces for real text) and hypotheses are detokenized by them.
+
 Direction: pairs are given in the corpus's column order, English then French (the TSV
-layout ``english<TAB>french<TAB>alignment``, gold links ``i-j`` English token i to French
-token j). A model whose card says ``source_lang: fr``, ``target_lang: en`` reads the
-French side as source; its gold links are flipped to ``j-i`` (see :func:`orient_pairs`).
+layout ``english<TAB>french<TAB>alignment``, gold links ``i-j`` English word i to French
+word j, ``ipj`` for a possible link). A model whose card says ``source_lang: fr``,
+``target_lang: en`` reads the French side as source; its gold links are flipped to ``j-i``
+(see :func:`orient_pairs`).
 """
 
 from __future__ import annotations
@@ -43,32 +51,29 @@ import math
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from sacrebleu.metrics import BLEU, CHRF
 from tqdm import tqdm
 
-from attnviz.model.alignment import (
-    AerCounts,
-    Link,
-    aer_counts,
-    alignment_from_attention,
-    flip_alignment,
-    head_mean,
-    row_entropy,
-)
+from attnviz.model.alignment import AerCounts, head_mean, row_entropy
 from attnviz.model.checkpoint import CheckpointError, LoadedModel, load_checkpoint, read_card
 from attnviz.model.checkpoint import write_card as write_model_card
-from attnviz.model.corpus.readers import CorpusError, Pair, iter_pairs
-from attnviz.model.decoding import forced, greedy_batch, pad_batch
+from attnviz.model.corpus.readers import CorpusError, Pair, corpus_meta, iter_pairs
+from attnviz.model.decoding import forced, greedy_batch
+from attnviz.model.evaluate_alignment import (
+    ForcedAer,
+    Prepared,
+    forced_reading,
+    gold_link_counts,
+    orient_pairs,
+    prepare,
+    word_links,
+)
 from attnviz.model.saliency import mean_rank_correlation, rank_correlation, saliency
-from attnviz.model.tokenize import detokenize, tokenize
-from attnviz.model.transformer import Transformer
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 
@@ -85,25 +90,6 @@ MAX_DECODE_LENGTH = 256
 DEVICES_HELP = "auto, cpu, cuda, cuda:N, mps"
 
 
-@dataclass(frozen=True)
-class Example:
-    """A test pair in the model's direction, gold links source-target (0-based tokens)."""
-
-    source: str
-    target: str
-    gold: tuple[Link, ...] | None
-    lineno: int = 0
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    example: Example
-    src_tokens: list[str]
-    tgt_tokens: list[str]
-    src_ids: list[int]  # source tokens + eos
-    tgt_ids: list[int]  # target tokens, no bos/eos
-
-
 def bucket_label(first: int, last: int | None) -> str:
     return f"{first}+" if last is None else f"{first}-{last}"
 
@@ -116,69 +102,7 @@ def length_bucket(n_tokens: int) -> int:
     return len(LENGTH_BUCKETS) - 1  # pragma: no cover (the last bucket is open)
 
 
-def orient_pairs(
-    pairs: Iterable[Pair],
-    source_lang: str,
-    target_lang: str,
-    *,
-    pair_langs: tuple[str, str] = ("en", "fr"),
-) -> list[Example]:
-    """Put pairs read in the corpus order ``pair_langs`` into the model's direction.
-
-    Same direction: as is. Opposite direction: source and target swapped and each gold
-    link ``i-j`` flipped to ``j-i``. Any other language pair is a ValueError.
-    """
-    if (source_lang, target_lang) == pair_langs:
-        flip = False
-    elif (target_lang, source_lang) == pair_langs:
-        flip = True
-    else:
-        valid = f"{pair_langs[0]}->{pair_langs[1]}, {pair_langs[1]}->{pair_langs[0]}"
-        raise ValueError(
-            f"the model translates {source_lang}->{target_lang} but the data is "
-            f"{pair_langs[0]}/{pair_langs[1]}; valid model directions for it: {valid}"
-        )
-    out = []
-    for p in pairs:
-        if not flip:
-            out.append(Example(p.source, p.target, p.alignment, p.lineno))
-        else:
-            gold = None if p.alignment is None else tuple(flip_alignment(p.alignment))
-            out.append(Example(p.target, p.source, gold, p.lineno))
-    return out
-
-
-def _prepare(loaded: LoadedModel, examples: Sequence[Example]) -> list[_Prepared]:
-    lc = loaded.lowercase
-    out = []
-    for n, ex in enumerate(examples, start=1):
-        src_tokens = tokenize(ex.source, loaded.source_lang, lowercase=lc)
-        tgt_tokens = tokenize(ex.target, loaded.target_lang, lowercase=lc)
-        where = f"line {ex.lineno}" if ex.lineno else f"pair {n}"
-        if not src_tokens or not tgt_tokens:
-            raise ValueError(f"{where}: empty sentence after tokenization")
-        if ex.gold is not None:
-            for i, j in ex.gold:
-                if i >= len(src_tokens) or j >= len(tgt_tokens):
-                    raise ValueError(
-                        f"{where}: gold link {i}-{j} is out of range for {len(src_tokens)} "
-                        f"source ({loaded.source_lang}) and {len(tgt_tokens)} target "
-                        f"({loaded.target_lang}) tokens; gold alignments must index tokens of "
-                        "attnviz.model.tokenize, 0-based, source-target"
-                    )
-        out.append(
-            _Prepared(
-                ex,
-                src_tokens,
-                tgt_tokens,
-                loaded.src_vocab.encode(src_tokens, add_eos=True),
-                loaded.tgt_vocab.encode(tgt_tokens, add_eos=False),
-            )
-        )
-    return out
-
-
-def _batches(items: Sequence[_Prepared], batch_size: int) -> list[list[int]]:
+def _batches(items: Sequence[Prepared], batch_size: int) -> list[list[int]]:
     """Indices in batches of similar source length (less padding), longest first."""
     order = sorted(range(len(items)), key=lambda k: -len(items[k].src_ids))
     return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
@@ -191,46 +115,6 @@ def _corpus_scores(bleu: BLEU, chrf: CHRF, hyps: list[str], refs: list[str]) -> 
     )
 
 
-@torch.inference_mode()
-def _forced(
-    loaded: LoadedModel, items: Sequence[_Prepared], batch: list[int]
-) -> tuple[float, int, list[np.ndarray | None], list[np.ndarray | None]]:
-    """Teacher forcing of the references of ``batch``: (sum of nll, tokens, attention per
-    sentence (tgt_len + 1, heads, src_len + 1) or None, and every layer's heads per
-    sentence (tgt_len + 1, layers, heads, src_len + 1) or None)."""
-    model = loaded.model
-    cfg = model.config
-    device = next(model.parameters()).device
-    src, src_mask = pad_batch([items[k].src_ids for k in batch], cfg.pad_id, device)
-    tgt_in, _ = pad_batch([[cfg.bos_id, *items[k].tgt_ids] for k in batch], cfg.pad_id, device)
-    tgt_out, out_mask = pad_batch(
-        [[*items[k].tgt_ids, cfg.eos_id] for k in batch], cfg.pad_id, device
-    )  # (batch, tgt_len)
-    layered = None
-    if isinstance(model, Transformer):  # one pass gives the logits and every layer's maps
-        logits, maps = model.read(src, src_mask, tgt_in)
-        cross = maps.cross  # (batch, layers, heads, tgt_len, src_len)
-        attention = cross[:, model.alignment_layer].transpose(1, 2)  # (b, t, h, s)
-        layered = cross.permute(0, 3, 1, 2, 4).float().cpu().numpy()  # (b, t, layers, h, s)
-    else:
-        logits, attention = model(src, src_mask, tgt_in)  # (b, tgt_len, vocab), (b, t, h, s)
-        if attention is not None and attention.size(2) > 1:
-            layered = attention.unsqueeze(2).float().cpu().numpy()  # (b, t, 1, h, s)
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    nll = -logp.gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)  # (batch, tgt_len)
-    total = float(nll.masked_fill(~out_mask, 0.0).sum())
-    tokens = int(out_mask.sum())
-    att = attention.float().cpu().numpy() if attention is not None else None
-    per_sentence: list[np.ndarray | None] = []
-    per_head: list[np.ndarray | None] = []
-    for row, k in enumerate(batch):
-        n_tgt = len(items[k].tgt_ids) + 1
-        n_src = len(items[k].src_ids)
-        per_sentence.append(None if att is None else att[row, :n_tgt, :, :n_src])
-        per_head.append(None if layered is None else layered[row, :n_tgt, :, :, :n_src])
-    return total, tokens, per_sentence, per_head
-
-
 def evaluate(
     loaded: LoadedModel,
     pairs: Iterable[Pair],
@@ -241,8 +125,13 @@ def evaluate(
     max_length: int | None = None,
     pair_langs: tuple[str, str] = ("en", "fr"),
     saliency_sentences: int = 100,
+    pretokenized: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``loaded`` on ``pairs`` (corpus order ``pair_langs``; see the module doc).
+
+    ``pretokenized``: the pairs are tokens separated by spaces (the Hansards) and the gold
+    indexes them; a Moses model reads them as they are (see
+    :mod:`attnviz.model.evaluate_alignment`).
 
     ``saliency_sentences`` (evenly spread over the pairs; 0 = none) are read by forced
     decoding of their reference with input x gradient saliency, for the mean rank
@@ -271,7 +160,7 @@ def evaluate(
     examples = orient_pairs(
         pair_list, loaded.source_lang, loaded.target_lang, pair_langs=pair_langs
     )
-    items = _prepare(loaded, examples)
+    items = prepare(loaded, examples, pretokenized=pretokenized)
     batches = _batches(items, batch_size)
     n = len(items)
     has_attention = model.has_attention
@@ -295,8 +184,8 @@ def evaluate(
         steps = max_length or min(MAX_DECODE_LENGTH, 2 * longest + 10)
         results = greedy_batch(model, [items[k].src_ids for k in batch], max_length=steps)
         for k, res in zip(batch, results, strict=True):
-            tokens = loaded.tgt_vocab.decode(res.best.token_ids)
-            hyps[k] = detokenize(tokens, loaded.target_lang)
+            pieces = loaded.tgt_vocab.decode(res.best.token_ids)
+            hyps[k] = loaded.tgt_tokenizer.detokenize(pieces)
         translate_seconds += time.perf_counter() - t0
         for k, res in zip(batch, results, strict=True):
             best = res.best
@@ -310,41 +199,19 @@ def evaluate(
             exact = finished and loaded.tgt_vocab.decode(best.token_ids) == item.tgt_tokens
             if exact and item.example.gold is not None:
                 greedy_exact += 1
-                links = alignment_from_attention(
-                    best.attention, len(item.src_tokens), len(item.tgt_tokens)
-                )
-                greedy_counts = greedy_counts + aer_counts(links, item.example.gold)
+                greedy_counts = greedy_counts + item.counts(word_links(best.attention, item))
         bar.update(len(batch))
 
-    forced_counts = AerCounts()
-    head_counts: dict[tuple[int, int], AerCounts] = {}
-    layer_counts: dict[int, AerCounts] = {}  # each layer's head average (Transformer)
-    forced_sentences = 0
+    scores = ForcedAer()
     nll_sum = 0.0
     nll_tokens = 0
     for batch in batches:
-        total, count, attentions, layered = _forced(loaded, items, batch)
+        total, count, attentions, layered = forced_reading(loaded, items, batch)
         nll_sum += total
         nll_tokens += count
         for k, att, heads in zip(batch, attentions, layered, strict=True):
-            item = items[k]
-            if att is None or item.example.gold is None:
-                continue
-            n_src, n_tgt = len(item.src_tokens), len(item.tgt_tokens)
-            links = alignment_from_attention(att, n_src, n_tgt)
-            forced_counts = forced_counts + aer_counts(links, item.example.gold)
-            forced_sentences += 1
-            if heads is not None:  # (tgt_len + 1, layers, heads, src_len + 1)
-                for layer in range(heads.shape[1]):
-                    if heads.shape[1] > 1:  # the layer's head average (one layer: the main)
-                        mean = alignment_from_attention(heads[:, layer], n_src, n_tgt)
-                        counts = layer_counts.get(layer, AerCounts())
-                        layer_counts[layer] = counts + aer_counts(mean, item.example.gold)
-                    for head in range(heads.shape[2]):
-                        one = alignment_from_attention(heads[:, layer, head], n_src, n_tgt)
-                        key = (layer, head)
-                        counts = head_counts.get(key, AerCounts())
-                        head_counts[key] = counts + aer_counts(one, item.example.gold)
+            if att is not None and items[k].example.gold is not None:
+                scores.add(items[k], att, heads)
         bar.update(len(batch))
     bar.close()
     correlation = _saliency_agreement(loaded, items, saliency_sentences, progress)
@@ -358,7 +225,7 @@ def evaluate(
     buckets: list[dict[str, Any]] = []
     members: list[list[int]] = [[] for _ in LENGTH_BUCKETS]
     for k, item in enumerate(items):
-        members[length_bucket(len(item.src_tokens))].append(k)
+        members[length_bucket(item.src_words)].append(k)
     for (first, last), ks in zip(LENGTH_BUCKETS, members, strict=True):
         entry: dict[str, Any] = {
             "bucket": bucket_label(first, last),
@@ -380,6 +247,9 @@ def evaluate(
 
     seconds = time.perf_counter() - start
     with_gold = sum(item.example.gold is not None for item in items)
+    sure_links, possible_links = gold_link_counts(items)
+    forced_counts = scores.main
+    forced_sentences = scores.sentences
     forced_ok = has_attention and forced_sentences > 0
     greedy_ok = has_attention and greedy_exact > 0
     return {
@@ -401,20 +271,22 @@ def evaluate(
         "aer_greedy": greedy_counts.aer if greedy_ok else None,
         "aer_greedy_sentences": greedy_exact if has_attention else 0,
         "gold_alignments": with_gold,
+        "gold_sure_links": sure_links,
+        "gold_possible_links": possible_links,
         "attention_entropy": entropy_sum / entropy_rows if entropy_rows else None,
         "aer_by_head": [
             {"layer": layer, "head": head, "aer": counts.aer}
-            for (layer, head), counts in sorted(head_counts.items())
+            for (layer, head), counts in sorted(scores.heads.items())
         ]
         or None,
         "aer_by_layer": [
-            {"layer": layer, "aer": counts.aer} for layer, counts in sorted(layer_counts.items())
+            {"layer": layer, "aer": counts.aer} for layer, counts in sorted(scores.layers.items())
         ]
         or None,
         "saliency_correlation": correlation,
         "perplexity": math.exp(nll_sum / nll_tokens) if nll_tokens else None,
         "bleu_by_length": buckets,
-        "length_of": "source tokens",
+        "length_of": "source tokens" if loaded.tokenizer_kind == "moses" else "source words",
         "seconds": seconds,
         "translate_seconds": translate_seconds,
         "sentences_per_second": n / translate_seconds if translate_seconds > 0 else None,
@@ -422,7 +294,7 @@ def evaluate(
 
 
 def _saliency_agreement(
-    loaded: LoadedModel, items: Sequence[_Prepared], sentences: int, progress: bool
+    loaded: LoadedModel, items: Sequence[Prepared], sentences: int, progress: bool
 ) -> dict[str, Any] | None:
     """Mean Spearman correlation, over target tokens, between each token's attention row
     (forced decoding of the reference) and its input x gradient saliency row."""
@@ -492,6 +364,14 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _gold_kind(result: dict[str, Any]) -> str:
+    """What the AER was measured against: sure links only, or sure and possible ones."""
+    sure, possible = result.get("gold_sure_links"), result.get("gold_possible_links")
+    if possible:
+        return f"sure and possible links ({sure:,} sure, {possible:,} possible)"
+    return "sure links" if sure is None else f"{sure:,} sure links"
+
+
 def format_report(result: dict[str, Any], data: str | Path | None = None) -> str:
     """A readable report of an :func:`evaluate` result (with the sacrebleu signatures)."""
     r = result
@@ -507,8 +387,9 @@ def format_report(result: dict[str, Any], data: str | Path | None = None) -> str
         lines.append(f"AER        n/a      ({why})")
     else:
         lines.append(
-            f"AER        {r['aer']:6.3f}   forced decoding of the reference, argmax attention, "
-            f"{r['aer_sentences']} sentences (precision {_fmt(r['aer_precision'], '.3f')}, "
+            f"AER        {r['aer']:6.3f}   forced decoding of the reference, argmax attention "
+            f"over words, {r['aer_sentences']} sentences, {_gold_kind(r)} "
+            f"(precision {_fmt(r['aer_precision'], '.3f')}, "
             f"recall {_fmt(r['aer_recall'], '.3f')})"
         )
     if r["attention"] != "none" and r["gold_alignments"]:
@@ -565,6 +446,8 @@ CARD_METRICS = (
     "aer_sentences",
     "aer_greedy",
     "aer_greedy_sentences",
+    "gold_sure_links",
+    "gold_possible_links",
     "attention_entropy",
     "perplexity",
     "sentences",
@@ -615,6 +498,13 @@ def set_alignment_layer(directory: Path, result: dict[str, Any], data: str | Pat
     return int(best["layer"])
 
 
+def is_pretokenized(data: Path) -> bool:
+    """True when the ``meta.json`` an import wrote beside ``data`` says its text is
+    pre-tokenised (the Hansards), so that the gold indexes its whitespace tokens."""
+    meta = corpus_meta(data)
+    return bool(meta and meta.get("pretokenized"))
+
+
 def evaluate_command(
     model: str,
     data: Path,
@@ -627,8 +517,9 @@ def evaluate_command(
     choose_layer: bool = False,
 ) -> int:
     """``attnviz evaluate``: evaluate a model folder (or a name under ``models_dir``) on a
-    corpus file (TSV ``english<TAB>french[<TAB>alignment]`` or a Moses prefix), print a
-    report or one JSON object, optionally store the metrics in the card, or (with
+    corpus file (TSV ``english<TAB>french[<TAB>alignment]`` or a Moses prefix; pre-tokenised
+    when its ``meta.json`` says so, see :func:`is_pretokenized`), print a report or one
+    JSON object, optionally store the metrics in the card, or (with
     ``choose_layer``, on held-out data such as a validation split) make the layer that
     aligns best the Transformer's main attention.
 
@@ -646,7 +537,13 @@ def evaluate_command(
         directory = resolve_model_dir(model, models_dir)
         loaded = load_checkpoint(directory, dev)
         pairs = list(iter_pairs(data))
-        result = evaluate(loaded, pairs, limit=limit, progress=sys.stderr.isatty())
+        result = evaluate(
+            loaded,
+            pairs,
+            limit=limit,
+            progress=sys.stderr.isatty(),
+            pretokenized=is_pretokenized(Path(data)),
+        )
         if write_card:
             store_metrics(directory, result, data)
         if choose_layer:

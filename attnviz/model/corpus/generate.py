@@ -212,13 +212,8 @@ def corpus_stats(directory: Path) -> dict[str, object]:
     meta_path = directory / "meta.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
     if meta.get("corpus"):  # an imported real corpus: where it came from, not phenomena
-        stats["corpus"] = {
-            k: meta[k]
-            for k in ("corpus", "description", "licence", "attribution", "source", "seed")
-            if k in meta
-        }
-        if "dropped" in meta:
-            stats["corpus"]["dropped"] = meta["dropped"]
+        keys = ("corpus", "description", "licence", "attribution", "source", "seed", "dropped")
+        stats["corpus"] = {k: meta[k] for k in keys if k in meta}
         return stats
     stats["phenomena"] = {
         p: {"pairs": phenomena[p], "percent": round(100 * phenomena[p] / total, 2)}

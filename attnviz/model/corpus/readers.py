@@ -13,7 +13,9 @@ Two layouts are read, both UTF-8 text, one sentence pair per line:
 
 Alignments are Pharaoh ``i-j`` pairs (as Moses, fast_align, eflomal and Marian write
 them): ``i`` is a 0-based source token index, ``j`` a 0-based target token index, pairs
-separated by spaces, e.g. ``"0-0 1-2 2-1"``.
+separated by spaces, e.g. ``"0-0 1-2 2-1"``. A gold alignment may also mark links as only
+*possible* (Och & Ney's P links, as in the WPT03 Hansards) with ``ipj``: ``"0-0 1p2"`` is
+the sure link 0-0 and the possible link 1-2 (:func:`parse_gold`).
 
 Every problem in a file raises :class:`CorpusError` whose message starts with
 ``path:line:`` (1-based line numbers). A UTF-8 byte order mark at the start of a file is
@@ -24,13 +26,14 @@ Sentences are stripped of surrounding whitespace. Files are streamed line by lin
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 StrPath = str | os.PathLike[str]
 Alignment = tuple[tuple[int, int], ...]
@@ -38,6 +41,7 @@ Alignment = tuple[tuple[int, int], ...]
 TSV_SUFFIXES = frozenset({".tsv", ".txt"})  # .txt: manythings' ``fra.txt`` is TSV
 
 _PHARAOH_ITEM = re.compile(r"([0-9]+)-([0-9]+)")
+_GOLD_ITEM = re.compile(r"([0-9]+)([-p])([0-9]+)")
 
 
 class CorpusError(ValueError):
@@ -58,14 +62,18 @@ class Pair:
     """One sentence pair.
 
     ``alignment`` holds Pharaoh ``(source_index, target_index)`` links, 0-based, or None
-    when the corpus has none. ``lineno`` is the 1-based line it was read from (0 if made by
-    hand); it is not part of equality, so the same pair read from two places compares equal.
+    when the corpus has none; where the gold marks some links as only possible (``ipj``),
+    ``alignment`` holds the sure links and ``possible`` the possible ones (None when the
+    line has no possible link). ``lineno`` is the 1-based line it was read from (0 if made
+    by hand); it is not part of equality, so the same pair read from two places compares
+    equal.
     """
 
     source: str
     target: str
     alignment: Alignment | None = None
     lineno: int = field(default=0, compare=False)
+    possible: Alignment | None = None
 
 
 # -- Pharaoh alignments ----------------------------------------------------------------
@@ -87,6 +95,28 @@ def parse_pharaoh(text: str) -> Alignment:
             )
         links.append((int(m.group(1)), int(m.group(2))))
     return tuple(links)
+
+
+def parse_gold(text: str) -> tuple[Alignment, Alignment]:
+    """Parse a gold alignment with sure and possible links into ``(sure, possible)``:
+    ``"0-0 1p2 3-1"`` -> ``(((0, 0), (3, 1)), ((1, 2),))``, each in the order given.
+
+    ``i-j`` is a sure link, ``ipj`` a possible one (0-based source index i, target index
+    j); plain Pharaoh text is all sure links, as :func:`parse_pharaoh` reads it. ValueError
+    naming the first bad item.
+    """
+    sure: list[tuple[int, int]] = []
+    possible: list[tuple[int, int]] = []
+    for item in text.split():
+        m = _GOLD_ITEM.fullmatch(item)
+        if m is None:
+            raise ValueError(
+                f"bad alignment item {item!r}: expected 'i-j' (sure) or 'ipj' (possible) with "
+                "0-based source index i and target index j, e.g. '0-0 1p2'"
+            )
+        link = (int(m.group(1)), int(m.group(3)))
+        (sure if m.group(2) == "-" else possible).append(link)
+    return tuple(sure), tuple(possible)
 
 
 def format_pharaoh(pairs: Iterable[tuple[int, int]]) -> str:
@@ -204,9 +234,10 @@ def _iter_tsv(
                     lineno=lineno,
                 )
             alignment: Alignment | None = None
+            possible: Alignment | None = None
             if alignment_col is not None:
                 try:
-                    alignment = parse_pharaoh(cells[alignment_col])
+                    alignment, possible = parse_gold(cells[alignment_col])
                 except ValueError as e:
                     raise CorpusError(
                         f"{path}:{lineno}: column {alignment_col + 1} (alignment): {e}",
@@ -218,6 +249,7 @@ def _iter_tsv(
                 target=_sentence(path, lineno, cells[target_col], "target"),
                 alignment=alignment,
                 lineno=lineno,
+                possible=possible or None,
             )
 
 
@@ -233,7 +265,8 @@ def read_tsv(
     The Tatoeba/manythings layout ``english<TAB>french<TAB>attribution`` is read with the
     defaults (columns past the ones asked for are ignored). The project's generated corpus
     ``english<TAB>french<TAB>alignment`` is read with ``alignment_col=2``: that cell holds
-    Pharaoh ``i-j`` links, 0-based, source-target (an empty cell is an empty alignment).
+    Pharaoh ``i-j`` links, 0-based, source-target (an empty cell is an empty alignment),
+    possibly mixed with possible links ``ipj`` (the imported Hansards: ``Pair.possible``).
     No quoting: a quote character is part of the text. CorpusError for a bad line.
     """
     return list(
@@ -296,6 +329,21 @@ def read_moses(source_path: StrPath, target_path: StrPath) -> list[Pair]:
 # -- dispatch --------------------------------------------------------------------------
 
 
+def corpus_meta(path: StrPath) -> dict[str, Any] | None:
+    """The ``meta.json`` that ``attnviz corpus import`` wrote beside the corpus file ``path``
+    (None when there is none); CorpusError naming it when it is not a JSON object."""
+    meta = Path(path).parent / "meta.json"
+    if not Path(path).is_file() or not meta.is_file():
+        return None
+    try:
+        value = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CorpusError(f"{meta}: unreadable corpus description ({e})", path=meta) from e
+    if not isinstance(value, dict):
+        raise CorpusError(f"{meta}: expected a JSON object", path=meta)
+    return value
+
+
 def _first_line(path: StrPath) -> str | None:
     with _open(path) as fh:
         for _, text in _lines(path, fh):
@@ -304,7 +352,8 @@ def _first_line(path: StrPath) -> str | None:
 
 
 def _has_alignment_column(path: StrPath) -> bool:
-    """True when column 3 of the first line is a non-empty Pharaoh alignment."""
+    """True when column 3 of the first line is a non-empty Pharaoh alignment (sure links
+    ``i-j``, possibly mixed with possible links ``ipj``)."""
     first = _first_line(path)
     if first is None:
         return False
@@ -312,7 +361,7 @@ def _has_alignment_column(path: StrPath) -> bool:
     if len(cells) < 3 or not cells[2].strip():
         return False
     try:
-        parse_pharaoh(cells[2])
+        parse_gold(cells[2])
     except ValueError:
         return False
     return True
@@ -328,7 +377,7 @@ def iter_pairs(
     * two paths ``(source, target)`` -> :func:`iter_moses`;
     * an existing ``.tsv`` (or ``.txt``, as manythings' ``fra.txt``) file ->
       :func:`iter_tsv`, with ``alignment_col=2`` when the third column of the first line
-      parses as a Pharaoh alignment;
+      parses as a Pharaoh alignment (sure ``i-j`` and possible ``ipj`` links);
     * a prefix ``corpus`` such that ``corpus.en`` and ``corpus.fr`` exist, or one of those
       two files -> :func:`iter_moses` (source ``.en``, target ``.fr``; pass
       ``moses_suffixes=("fr", "en")`` for the other direction).

@@ -9,10 +9,12 @@ import pytest
 from attnviz.model.corpus.readers import (
     CorpusError,
     Pair,
+    corpus_meta,
     format_pharaoh,
     iter_moses,
     iter_pairs,
     iter_tsv,
+    parse_gold,
     parse_pharaoh,
     read_moses,
     read_tsv,
@@ -79,6 +81,24 @@ def test_parse_pharaoh_names_the_bad_item(bad: str) -> None:
     assert repr(bad) in str(info.value)
 
 
+def test_parse_gold_sure_and_possible_links() -> None:
+    # the Hansards import's notation: i-j sure, ipj possible, 0-based, in the order given
+    assert parse_gold("0-0 1p2 3-1 2p2") == (((0, 0), (3, 1)), ((1, 2), (2, 2)))
+    assert parse_gold("0-0 1-2") == (parse_pharaoh("0-0 1-2"), ())  # plain Pharaoh: all sure
+    assert parse_gold("0p0") == ((), ((0, 0),))
+    assert parse_gold("  ") == ((), ())
+    with pytest.raises(ValueError, match="bad alignment item") as info:
+        parse_pharaoh("0-0 1p2")  # plain Pharaoh stays strict: no possible links
+    assert "'1p2'" in str(info.value)
+
+
+@pytest.mark.parametrize("bad", ["1P2", "1s2", "p2", "1p", "1pp2", "1-p2", "0-0p1"])
+def test_parse_gold_names_the_bad_item(bad: str) -> None:
+    with pytest.raises(ValueError, match=r"expected 'i-j' \(sure\) or 'ipj' \(possible\)") as info:
+        parse_gold(f"0-0 {bad}")
+    assert repr(bad) in str(info.value)
+
+
 @pytest.mark.parametrize("bad", [[(0, -1)], [(0,)], [(1.0, 2)], [(True, 0)], ["0-1"]])
 def test_format_pharaoh_rejects_bad_links(bad: list[object]) -> None:
     with pytest.raises(ValueError, match="bad alignment link"):
@@ -116,6 +136,19 @@ def test_read_tsv_other_columns(tmp_path: Path) -> None:
         read_tsv(path, source_col=1, target_col=1)
     with pytest.raises(ValueError, match=">= 0"):
         read_tsv(path, source_col=-1)
+
+
+def test_read_tsv_sure_and_possible_links(tmp_path: Path) -> None:
+    path = write(tmp_path, "h.tsv", "oh , oh !\toh , oh !\t0-0 1p1 2-2\nyes\toui\t0-0\n")
+    first, second = read_tsv(path, alignment_col=2)
+    assert first.alignment == ((0, 0), (2, 2)) and first.possible == ((1, 1),)
+    assert first == Pair("oh , oh !", "oh , oh !", ((0, 0), (2, 2)), possible=((1, 1),))
+    assert first != Pair("oh , oh !", "oh , oh !", ((0, 0), (2, 2)))  # the gold differs
+    assert second == Pair("yes", "oui", ((0, 0),)) and second.possible is None
+    bad = write(tmp_path, "bad.tsv", "yes\toui\t0-0\nno\tnon\t0-0 0q0\n")
+    with pytest.raises(CorpusError) as info:
+        read_tsv(bad, alignment_col=2)
+    check_error(info.value, bad, 2, "column 3", "'0q0'", "'ipj' (possible)")
 
 
 def test_read_tsv_empty_alignment_cell_is_an_empty_alignment(tmp_path: Path) -> None:
@@ -305,6 +338,33 @@ def test_iter_pairs_tsv_detects_the_alignment_column(tmp_path: Path) -> None:
     assert [p.alignment for p in iter_pairs(tatoeba)] == [None, None, None]
     two_cols = write(tmp_path, "two.tsv", "Go.\tVa !\n")
     assert list(iter_pairs(str(two_cols))) == [Pair("Go.", "Va !")]
+
+
+def test_iter_pairs_detects_a_column_of_sure_and_possible_links(tmp_path: Path) -> None:
+    # the Hansards import: the first line may already mix the two kinds
+    path = write(tmp_path, "test.tsv", "2 .\t2 .\t0p0 1-1\nhear , hear !\tbravo !\t0p0 1p0\n")
+    pairs = list(iter_pairs(path))
+    assert [(p.alignment, p.possible) for p in pairs] == [
+        (((1, 1),), ((0, 0),)),
+        ((), ((0, 0), (1, 0))),
+    ]
+    # a third column that is neither kind of link is not an alignment
+    other = write(tmp_path, "other.tsv", "Go.\tVa !\t1p2 CC-BY\n")
+    assert [p.alignment for p in iter_pairs(other)] == [None]
+
+
+def test_corpus_meta(tmp_path: Path) -> None:
+    path = write(tmp_path, "test.tsv", "yes\toui\n")
+    assert corpus_meta(path) is None  # no import wrote one
+    write(tmp_path, "meta.json", '{"corpus": "hansards", "pretokenized": true}')
+    assert corpus_meta(path) == {"corpus": "hansards", "pretokenized": True}
+    assert corpus_meta(tmp_path / "missing.tsv") is None
+    write(tmp_path, "meta.json", "[1, 2]")
+    with pytest.raises(CorpusError, match=r"meta\.json: expected a JSON object"):
+        corpus_meta(path)
+    write(tmp_path, "meta.json", "{")
+    with pytest.raises(CorpusError, match=r"meta\.json: unreadable corpus description"):
+        corpus_meta(path)
 
 
 def test_iter_pairs_manythings_txt_is_tsv(tmp_path: Path) -> None:
