@@ -172,7 +172,7 @@ def check_prefix(
     tokens = translator.loaded.tgt_tokenizer.segment(prefix).pieces
     if not tokens:
         return
-    unknown = [t for t in tokens if t not in translator.tgt_vocab]
+    unknown = _unknown_target_pieces(translator, tokens)
     if unknown:
         raise InputProblem(
             ["forced_prefix"],
@@ -191,3 +191,26 @@ def check_prefix(
                 + (f" for texts[{n}]" if len(sources) > 1 else "")
                 + ": raise max_length or shorten the prefix (one token must stay free)",
             )
+
+
+def _unknown_target_pieces(translator: Translator, pieces: Sequence[str]) -> list[str]:
+    """The pieces outside the target vocabulary, each once, in order (a subword model has
+    none: byte fallback spells any text with its pieces)."""
+    return list(dict.fromkeys(t for t in pieces if t not in translator.tgt_vocab))
+
+
+def check_target(translator: Translator, name: str, target: str) -> None:
+    """The translation to align is made of words the model knows: a word outside its
+    vocabulary would be read as ``<unk>``, and its probability would be that of ``<unk>``
+    (as ``forced_prefix``, refused with the words named)."""
+    tokens = translator.loaded.tgt_tokenizer.segment(target).pieces
+    unknown = _unknown_target_pieces(translator, tokens)
+    if unknown:
+        shown = ", ".join(repr(t) for t in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
+        raise InputProblem(
+            ["target"],
+            f"target has {len(unknown)} word(s) model {name!r} does not know ({shown}): "
+            f"it would read them as <unk>, so their probabilities would say nothing: send "
+            f"{_language(translator.target_lang)} words of the model's vocabulary, or choose "
+            "another model (GET /api/models)",
+        )

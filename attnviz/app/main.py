@@ -28,7 +28,12 @@ from attnviz.app.checks import InputProblem
 from attnviz.app.logs import app_logger, log_event
 from attnviz.app.metrics import Metrics
 from attnviz.app.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from attnviz.app.registry import BadModelNameError, UnknownModelError, load_registry
+from attnviz.app.registry import (
+    BadModelNameError,
+    ModelUnavailableError,
+    UnknownModelError,
+    load_registry,
+)
 from attnviz.app.routes import api, metrics, pages
 from attnviz.app.settings import Settings, get_settings
 from attnviz.model.train import resolve_device
@@ -105,18 +110,71 @@ def _publish_once(metrics: Metrics) -> None:
         log_event(app_logger, logging.WARNING, "metrics_publish_failed", error=str(e))
 
 
+SEND_JSON = "send a JSON object with Content-Type: application/json"
+MAX_LISTED_ERRORS = 20  # a body of 5,000 unknown keys is not answered with 5,000 problems
+
+
 def _clean_errors(errors: Any) -> list[dict[str, Any]]:
-    """FastAPI's validation errors without the echoed input (it can be 64 KB)."""
-    out = []
+    """FastAPI's validation errors without the echoed input (it can be 64 KB), the first
+    MAX_LISTED_ERRORS of them and then one saying how many more there are."""
+    out: list[dict[str, Any]] = []
     for e in errors:
         msg = str(e.get("msg", ""))
         msg = msg.removeprefix("Value error, ")
         out.append({"loc": list(e.get("loc", ())), "msg": msg, "type": str(e.get("type", ""))})
+    if len(out) > MAX_LISTED_ERRORS:
+        more = len(out) - MAX_LISTED_ERRORS
+        kinds = sorted({e["type"] for e in out[MAX_LISTED_ERRORS:]})
+        out = out[:MAX_LISTED_ERRORS]
+        out.append(
+            {
+                "loc": ["body"],
+                "msg": f"and {more} more problems ({', '.join(kinds[:5])}), not listed: fix "
+                f"the first {MAX_LISTED_ERRORS} and send the request again",
+                "type": "too_many_errors",
+            }
+        )
     return out
+
+
+_JSON_KINDS: tuple[tuple[type, str], ...] = (
+    (list, "a JSON array"),
+    (str, "a JSON string"),
+    (bool, "a JSON boolean"),
+    (int, "a JSON number"),
+    (float, "a JSON number"),
+)
+
+
+def _not_an_object(request: Request, exc: RequestValidationError) -> JSONResponse | None:
+    """The answer when the body as a whole is not what every POST endpoint takes (missing,
+    not sent as JSON, or JSON that is not an object), else None."""
+    whole = [e for e in exc.errors() if tuple(e.get("loc", ())) == ("body",)]
+    if not whole:
+        return None
+    error_type = str(whole[0].get("type", ""))
+    if error_type == "missing":
+        what = "the request has no body"
+    else:
+        content_type = request.headers.get("content-type")
+        media = (content_type or "").split(";")[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            sent = f"as {media!r}" if media else "without a Content-Type header"
+            return JSONResponse({"detail": f"the body was sent {sent}: {SEND_JSON}"}, 415)
+        body = exc.body
+        kind = next((name for t, name in _JSON_KINDS if isinstance(body, t)), None)
+        if body is None:
+            kind = "JSON null"
+        what = f"the body is {kind}, not an object" if kind else "the body is not a JSON object"
+    detail = [{"loc": ["body"], "msg": f"{what}: {SEND_JSON}", "type": error_type}]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    answer = _not_an_object(request, exc)
+    if answer is not None:
+        return answer
     return JSONResponse({"detail": _clean_errors(exc.errors())}, status_code=422)
 
 
@@ -131,6 +189,10 @@ async def _unknown_model(request: Request, exc: Exception) -> JSONResponse:
 
 async def _bad_model_name(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=400)
+
+
+async def _model_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=503)
 
 
 def _add_docs(app: FastAPI) -> None:
@@ -167,13 +229,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(InputProblem, _input_problem)
     app.add_exception_handler(UnknownModelError, _unknown_model)
     app.add_exception_handler(BadModelNameError, _bad_model_name)
+    app.add_exception_handler(ModelUnavailableError, _model_unavailable)
     app.include_router(api.router)
     app.include_router(metrics.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     _add_docs(app)
     # the last added runs first: headers/logs around CORS around the body limit
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

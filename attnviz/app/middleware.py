@@ -6,6 +6,7 @@ and never hold a lock while a request runs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -50,28 +51,27 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def _send_json(send: Send, status: int, detail: str) -> None:
+async def _send_json(send: Send, status: int, detail: str, *, close: bool = False) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:  # the rest of the request may still come: the connection cannot be reused
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimitMiddleware:
-    """Reads the whole request body first: 413 when it is over ``max_bytes``, 400 when a
-    JSON body is not UTF-8; otherwise hands the body on to the app unchanged."""
+    """Reads the whole request body first: 413 when it is over ``max_bytes``, 408 (and the
+    connection closed) when it has not all arrived within ``timeout_s`` (0: no limit), 400
+    when a JSON body is not UTF-8; otherwise hands the body on to the app unchanged."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 0.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     def _too_large(self, size: int | None) -> str:
         got = f"{size} bytes" if size is not None else "more than that"
@@ -96,8 +96,23 @@ class BodyLimitMiddleware:
                 return
         chunks: list[bytes] = []
         size = 0
+        deadline = time.monotonic() + self.timeout_s
         while True:
-            message = await receive()
+            try:
+                if self.timeout_s:
+                    left = max(0.0, deadline - time.monotonic())
+                    message = await asyncio.wait_for(receive(), left)
+                else:
+                    message = await receive()
+            except TimeoutError:
+                await _send_json(
+                    send,
+                    408,
+                    f"the request body did not arrive within {self.timeout_s:g} s: send the "
+                    "whole request at once",
+                    close=True,
+                )
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")

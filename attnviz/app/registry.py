@@ -2,8 +2,10 @@
 
 The lifespan calls :func:`load_registry`; routes reach the result through a dependency.
 A folder that cannot be loaded is kept as a :class:`LoadFailure` with its reason (shown by
-``/api/health`` and logged) and the other models still serve. Requests name models by the
-name in their card; a name is only ever looked up here, never joined into a path.
+``/api/health`` and logged) and the other models still serve; a request for it is told that
+it failed to load, and why. A model whose optional file (the shortlist) is broken serves
+without it, with a warning in ``/api/health``. Requests name models by the name in their
+card; a name is only ever looked up here, never joined into a path.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from typing import Any
 import torch
 
 from attnviz.app.logs import app_logger, log_event
+from attnviz.app.schemas import MODEL_NAME_PATTERN
 from attnviz.app.settings import PREFERRED_DEFAULT_MODEL
-from attnviz.model.checkpoint import load_checkpoint
+from attnviz.model.checkpoint import CheckpointError, load_checkpoint, read_card
 from attnviz.model.translator import Translator
 
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+MODEL_NAME = re.compile(MODEL_NAME_PATTERN)  # what the request schemas state
 
 
 class UnknownModelError(LookupError):
@@ -35,6 +38,10 @@ class BadModelNameError(ValueError):
     """The name looks like a path: models are chosen by name, never by path."""
 
 
+class ModelUnavailableError(LookupError):
+    """The model's folder is there but failed to load; the message says why."""
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """One loaded model."""
@@ -43,6 +50,9 @@ class ModelEntry:
     folder: str  # the folder's name inside the models directory
     translator: Translator
     load_ms: float
+    # what is wrong with the folder but does not stop the model (a broken shortlist), with
+    # paths relative to the models directory
+    warnings: tuple[str, ...] = ()
 
     @property
     def card(self) -> dict[str, Any]:
@@ -55,6 +65,7 @@ class LoadFailure:
 
     folder: str
     reason: str
+    name: str | None = None  # the model's name, when its card could be read
 
 
 class ModelRegistry:
@@ -106,6 +117,12 @@ class ModelRegistry:
         entry = self._entries.get(name)
         if entry is not None:
             return entry
+        for failure in self.failures:
+            if name in (failure.name, failure.folder) and MODEL_NAME.match(name):
+                raise ModelUnavailableError(
+                    f"model {name!r} failed to load when the service started: "
+                    f"{failure.reason}. Choose one of the models that serve ({self.available()})"
+                )
         if _looks_like_a_path(name):
             raise BadModelNameError(
                 f"{name[:100]!r} looks like a path, not a model name: give one of the names "
@@ -136,13 +153,27 @@ def _choose_default(names: list[str], wanted: str | None) -> str | None:
     return names[0] if names else None
 
 
+def relative_to_models_dir(text: str, models_dir: Path) -> str:
+    """``text`` with the models directory left out of the paths it names."""
+    return text.replace(str(models_dir.resolve()) + os.sep, "").replace(
+        str(models_dir) + os.sep, ""
+    )
+
+
 def _reason(error: BaseException, models_dir: Path) -> str:
     text = str(error) or type(error).__name__
     if not isinstance(error, ValueError | OSError):  # not a CheckpointError: name its kind
         text = f"{type(error).__name__}: {text}"
-    return text.replace(str(models_dir.resolve()) + os.sep, "").replace(
-        str(models_dir) + os.sep, ""
-    )
+    return relative_to_models_dir(text, models_dir)
+
+
+def _card_name(folder: Path) -> str | None:
+    """The name in a folder's card, when the card can be read (a model that failed later)."""
+    try:
+        name = read_card(folder).get("name")
+    except (CheckpointError, OSError):
+        return None
+    return name if isinstance(name, str) and MODEL_NAME.match(name) else None
 
 
 def load_registry(
@@ -162,9 +193,9 @@ def load_registry(
     for folder in folders:
         start = time.perf_counter()
         try:
-            translator = Translator(load_checkpoint(folder, device))
+            translator = Translator(load_checkpoint(folder, device, skip_broken_optional=True))
         except Exception as e:  # any failure of one folder must not stop the others
-            failures.append(LoadFailure(folder.name, _reason(e, models_dir)))
+            failures.append(LoadFailure(folder.name, _reason(e, models_dir), _card_name(folder)))
             continue
         name = translator.name
         if not MODEL_NAME.match(name):
@@ -181,8 +212,11 @@ def load_registry(
             )
             continue
         seen[name] = folder.name
+        warnings = tuple(relative_to_models_dir(w, models_dir) for w in translator.loaded.warnings)
         entries.append(
-            ModelEntry(name, folder.name, translator, (time.perf_counter() - start) * 1000.0)
+            ModelEntry(
+                name, folder.name, translator, (time.perf_counter() - start) * 1000.0, warnings
+            )
         )
     for entry in entries:
         log_event(
@@ -194,6 +228,15 @@ def load_registry(
             device=str(device),
             ms=round(entry.load_ms, 1),
         )
+        for warning in entry.warnings:
+            log_event(
+                app_logger,
+                logging.WARNING,
+                "model_loaded_with_warning",
+                model=entry.name,
+                folder=entry.folder,
+                warning=warning,
+            )
     for failure in failures:
         log_event(
             app_logger,

@@ -106,7 +106,9 @@ Text = Annotated[
     AfterValidator(_check_text),
     Field(
         description=f"text to translate: 1..{MAX_TEXT_CHARS} characters after trimming, "
-        "no control characters",
+        "no control characters. Invisible format characters (zero-width spaces, byte order "
+        "marks, bidirectional controls) are removed, as `normalized` counts. A text in which "
+        "the model knows no word at all (another language, only emoji) is refused with a 422",
         json_schema_extra=_TEXT_SCHEMA,
         examples=[EXAMPLE_TEXT],
     ),
@@ -120,12 +122,19 @@ class _Request(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+# the names a model can have (the registry loads no other); a name that does not match is
+# answered 400 when it looks like a path, else 404 (there is no such model)
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$"
+ModelName = Annotated[
+    str, Field(min_length=1, max_length=100, json_schema_extra={"pattern": MODEL_NAME_PATTERN})
+]
+
+
 class _ModelChoice(_Request):
-    model: str | None = Field(
+    model: ModelName | None = Field(
         default=None,
-        min_length=1,
-        max_length=100,
-        description="a name from GET /api/models; null = the default model",
+        description="a name from GET /api/models (letters, digits and `._+-`, no `/` or `:`); "
+        "null = the default model",
         examples=["en-fr-additive"],
     )
 
@@ -166,7 +175,9 @@ class _DecodeOptions(_ModelChoice):
         default=None,
         max_length=MAX_TEXT_CHARS + 1,
         description="what-if: source positions (0-based columns of `attention`, the end "
-        "token included) the decoder may not attend to; at least one must stay free",
+        "token included) the decoder may not attend to; at least one must stay free. The "
+        "positions a text has are known once it is tokenized: one beyond its end token (the "
+        "last column) is refused with a 422",
         examples=[[1]],
     )
     masked_words: list[SourcePosition] | None = Field(
@@ -259,13 +270,20 @@ class AlignRequest(_ModelChoice):
         str,
         AfterValidator(_check_target),
         Field(
-            description="the translation to read, in the model's target language",
+            description="the translation to read, in the model's target language; a word "
+            "the model does not know (a word-level model's vocabulary; subword models read any "
+            "word) is refused with a 422 naming it",
             json_schema_extra=_TEXT_SCHEMA,
             examples=["La petite fille a mangé la pomme rouge."],
         ),
     ]
     top_k: Int = Field(default=0, ge=0, le=MAX_TOP_K)
-    masked_source: list[SourcePosition] | None = Field(default=None, max_length=MAX_TEXT_CHARS + 1)
+    masked_source: list[SourcePosition] | None = Field(
+        default=None,
+        max_length=MAX_TEXT_CHARS + 1,
+        description="source positions the decoder may not attend to (as in /api/translate): "
+        "one beyond the text's end token is refused with a 422",
+    )
     masked_words: list[SourcePosition] | None = Field(default=None, max_length=MAX_TEXT_CHARS + 1)
     include_heads: bool = False
     include_saliency: bool = False
@@ -415,11 +433,29 @@ class Timing(BaseModel):
     inference: float = Field(default=0.0, description="the model batch this request was in")
 
 
+class Normalization(BaseModel):
+    """What the normalisation rule (``attnviz.model.normalize``, the same for every model
+    and the training data) changed in a text before the model read it."""
+
+    removed_invisible: int = Field(
+        default=0,
+        ge=0,
+        description="invisible characters removed: format characters (zero-width spaces "
+        "and joiners, byte order marks, soft hyphens, bidirectional controls such as U+202E) "
+        "and control characters",
+    )
+    spaces: int = Field(
+        default=0, ge=0, description="other space characters (no-break, thin, ...) read as ' '"
+    )
+    apostrophes: int = Field(default=0, ge=0, description="typographic apostrophes read as '")
+
+
 class TranslateResponse(Hypothesis):
     hypotheses: list[Hypothesis] = Field(
         default_factory=list, description="the n-best list, best first, when n_best > 1"
     )
     beam: BeamTree | None = None
+    normalized: Normalization = Field(description="what normalisation changed in the text")
     timing_ms: Timing
 
 
@@ -429,6 +465,8 @@ class BatchTranslateResponse(BaseModel):
 
 
 class AlignResponse(Hypothesis):
+    normalized: Normalization = Field(description="what normalisation changed in the text")
+    target_normalized: Normalization = Field(description="what normalisation changed in the target")
     timing_ms: Timing
 
 
@@ -483,18 +521,33 @@ class ModelCard(ModelSummary):
 
 class FailedModel(BaseModel):
     folder: str
+    name: str | None = Field(
+        default=None, description="the model's name, when its card could be read"
+    )
     reason: str
+
+
+class ModelWarning(BaseModel):
+    model: str
+    folder: str
+    warning: str = Field(description="what is wrong, and what the model serves without")
 
 
 class HealthResponse(BaseModel):
     status: Literal["ok", "degraded", "unavailable"] = Field(
-        description="ok: every model folder loaded; degraded: some failed (see `failed`), "
-        "the others serve; unavailable: no model loaded"
+        description="ok: every model folder loaded whole; degraded: some failed (see "
+        "`failed`) and the others serve, or a model serves without a broken optional file "
+        "(see `warnings`); unavailable: no model loaded"
     )
     device: str
     models: list[str]
     default_model: str | None
     failed: list[FailedModel]
+    warnings: list[ModelWarning] = Field(
+        default_factory=list,
+        description="models that serve without an optional file that is broken (the "
+        "shortlist: their `shortlist` is false), and why",
+    )
     micro_batching: bool
     uptime_s: float
 

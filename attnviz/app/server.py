@@ -65,14 +65,7 @@ def serve_command(
         )
         return 2
     configure_logging()
-    common: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_config": None,
-        "access_log": False,
-        "server_header": False,
-        "timeout_graceful_shutdown": 10,
-    }
+    common = uvicorn_options(settings)
     if settings.processes == 1:
         uvicorn.run(create_app(settings), **common)
         return 0
@@ -100,6 +93,24 @@ def serve_command(
 
 
 WORKER_STARTUP_S = 300
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options from the settings: address, logs, and the limits on slow or idle
+    clients (an idle keep-alive connection is closed after ``keep_alive_s``; beyond
+    ``limit_concurrency`` connections a request gets a 503 at once). uvicorn has no
+    timeout for reading headers or a body: the app times out bodies
+    (``body_timeout_s``), and a deployment's reverse proxy the headers."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+        "timeout_keep_alive": settings.keep_alive_s,
+        "limit_concurrency": settings.limit_concurrency or None,
+    }
 
 
 def worker_app() -> FastAPI:

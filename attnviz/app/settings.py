@@ -58,6 +58,28 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # slow or idle clients (uvicorn's limits, and the body's, which uvicorn has none for);
+    # a deployment puts a reverse proxy in front for the headers' (README, Docker)
+    keep_alive_s: int = Field(
+        default=5,
+        ge=1,
+        le=600,
+        description="seconds an idle keep-alive connection stays open (uvicorn timeout_keep_alive)",
+    )
+    limit_concurrency: int = Field(
+        default=512,
+        ge=0,
+        le=1_000_000,
+        description="open connections (or running requests) per process beyond which new "
+        "requests get a 503 at once (uvicorn limit_concurrency); 0 = no limit",
+    )
+    body_timeout_s: float = Field(
+        default=10.0,
+        ge=0.0,
+        le=600.0,
+        description="seconds a request's body may take to arrive once its headers have; "
+        "then a 408 and the connection is closed; 0 = no limit",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="origins allowed by CORS, comma-separated; empty = CORS closed",

@@ -5,7 +5,8 @@ JSON card (config, vocabularies, languages, training data and time, curves, metr
         model.safetensors   weights (fp16 storage by default, loaded as fp32)
         card.json           {"format": "attnviz-model", "version": 1, "config": {...},
                              "source_lang": "en", "target_lang": "fr", "lowercase": false,
-                             "src_vocab": [...], "tgt_vocab": [...], "metrics": {...}, ...}
+                             "src_vocab": [...], "tgt_vocab": [...], "metrics": {...},
+                             "sha256": {"model.safetensors": "...", ...}, ...}
         shortlist.safetensors   optional: candidate target words per source word, for
                                 the opt-in fast output layer (attnviz/model/shortlist.py)
         sentencepiece.en.model, sentencepiece.fr.model
@@ -15,11 +16,16 @@ JSON card (config, vocabularies, languages, training data and time, curves, metr
 
 Loading rebuilds the model exactly from the card's config (nanoGPT's ``model_args``) and
 refuses, with a message naming the file and what is wrong, anything that does not fit.
+The card's ``sha256`` entry holds the checksum of each tensor file (weights, shortlist),
+written with it and checked on load: a flipped bit that leaves the numbers finite is
+caught too. Cards written before it (the bundled ones) have none and load unchecked.
 Writes are atomic: a kill at any moment leaves the previous version or the new one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -35,6 +41,7 @@ from torch import Tensor, nn
 from attnviz.model.config import ModelConfig
 from attnviz.model.factory import NMTModel, build_model
 from attnviz.model.shortlist import (
+    SHORTLIST,
     Shortlist,
     ShortlistError,
     load_shortlist,
@@ -53,6 +60,7 @@ FORMAT = "attnviz-model"
 VERSION = 1
 WEIGHTS = "model.safetensors"
 CARD = "card.json"
+CHECKSUMS = "sha256"  # the card's {file name: sha256} of its tensor files
 _FILE_MODE = 0o644
 
 
@@ -69,6 +77,8 @@ class LoadedModel:
     path: Path
     shortlist: Shortlist | None = None  # the folder's shortlist.safetensors, if any
     tokenizers: tuple[Tokenizer, Tokenizer] | None = None  # (source, target); None: Moses
+    # what was wrong but did not stop the model (a broken optional file left out)
+    warnings: tuple[str, ...] = ()
 
     @property
     def src_tokenizer(self) -> Tokenizer:
@@ -144,6 +154,36 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 (hex) of a file's content."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_sha256(path: Path, card: dict[str, Any]) -> None:
+    """CheckpointError naming ``path`` when the card records its sha256 and the file's
+    differs; nothing when the card records none (a card older than the checksums)."""
+    recorded = (card.get(CHECKSUMS) or {}).get(path.name)
+    if not recorded:
+        return
+    actual = file_sha256(path)
+    if actual != recorded:
+        raise CheckpointError(
+            f"{path}: sha256 {actual[:12]}... differs from the card's {str(recorded)[:12]}...: "
+            "the file was changed or damaged after it was written"
+        )
+
+
+def record_sha256(directory: Path, name: str, sha256: str) -> None:
+    """Record a tensor file's sha256 in the folder's card (after the file is written)."""
+    card = read_card(directory)
+    card[CHECKSUMS] = {**(card.get(CHECKSUMS) or {}), name: sha256}
+    write_card(directory, card)
+
+
 def write_card(directory: Path, card: dict[str, Any]) -> None:
     text = json.dumps(card, indent=1, ensure_ascii=False) + "\n"
     atomic_write_bytes(directory / CARD, text.encode("utf-8"))
@@ -177,10 +217,17 @@ def save_checkpoint(
     try:
         save_file(state, tmp, metadata={"format": FORMAT, "version": str(VERSION)})
         os.chmod(tmp, _FILE_MODE)
+        weights_sha = file_sha256(Path(tmp))
         os.replace(tmp, directory / WEIGHTS)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    checksums = {WEIGHTS: weights_sha}
+    if (directory / SHORTLIST).is_file():  # the shortlist stays: so does its checksum
+        with contextlib.suppress(CheckpointError):
+            old = (read_card(directory).get(CHECKSUMS) or {}).get(SHORTLIST)
+            if old:
+                checksums[SHORTLIST] = old
     full = {
         **card,
         "format": FORMAT,
@@ -190,6 +237,7 @@ def save_checkpoint(
         "src_vocab": list(src_vocab.tokens),
         "tgt_vocab": list(tgt_vocab.tokens),
         "tokenizer": tokenizer_entry,
+        CHECKSUMS: checksums,
     }
     write_card(directory, full)
 
@@ -280,8 +328,19 @@ def read_card(directory: Path) -> dict[str, Any]:
     return card
 
 
-def load_checkpoint(directory: Path | str, device: torch.device | str = "cpu") -> LoadedModel:
-    """Rebuild the model of a folder from its card and load its weights."""
+def load_checkpoint(
+    directory: Path | str,
+    device: torch.device | str = "cpu",
+    *,
+    skip_broken_optional: bool = False,
+) -> LoadedModel:
+    """Rebuild the model of a folder from its card and load its weights.
+
+    A broken optional file (the shortlist: unreadable, built for other vocabularies, or
+    not the file the card's checksum names) is a CheckpointError; with
+    ``skip_broken_optional`` the model loads without it and ``LoadedModel.warnings`` says
+    why (the service does this: one bad optional file does not take a model away).
+    """
     directory = Path(directory)
     card = read_card(directory)
     card_path = directory / CARD
@@ -299,6 +358,8 @@ def load_checkpoint(directory: Path | str, device: torch.device | str = "cpu") -
             f"{card_path}: vocabulary sizes ({len(src_vocab)}, {len(tgt_vocab)}) do not match "
             f"the config ({config.src_vocab_size}, {config.tgt_vocab_size})"
         )
+    if not isinstance(card.get(CHECKSUMS) or {}, dict):
+        raise CheckpointError(f"{card_path}: {CHECKSUMS!r} must map file names to checksums")
     tokenizers = load_tokenizers(directory, card)
     if tokenizers is not None:
         for tok, vocab in zip(tokenizers, (src_vocab, tgt_vocab), strict=True):
@@ -331,13 +392,33 @@ def load_checkpoint(directory: Path | str, device: torch.device | str = "cpu") -
             )
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{weights}: {key} holds NaN or infinite values")
+    check_sha256(weights, card)  # a flipped bit that left every number finite
     load_unique_state(model, {k: v.to(expected[k].dtype) for k, v in state.items()})
+    warnings: list[str] = []
+    try:
+        shortlist = read_shortlist(directory, card, src_vocab, tgt_vocab)
+    except CheckpointError as e:
+        if not skip_broken_optional:
+            raise
+        shortlist = None
+        warnings.append(f"{e}; the model serves without its shortlist")
+    model.to(device).eval()
+    return LoadedModel(
+        model, src_vocab, tgt_vocab, card, directory, shortlist, tokenizers, tuple(warnings)
+    )
+
+
+def read_shortlist(
+    directory: Path, card: dict[str, Any], src_vocab: Vocab, tgt_vocab: Vocab
+) -> Shortlist | None:
+    """The folder's shortlist (None when it has none); CheckpointError naming the file when
+    it is unreadable, built for other vocabularies, or not the file the card's checksum
+    names."""
     try:
         fingerprint = vocab_fingerprint(src_vocab.tokens, tgt_vocab.tokens)
-        shortlist = load_shortlist(
-            directory, config.src_vocab_size, config.tgt_vocab_size, fingerprint
-        )
+        shortlist = load_shortlist(directory, len(src_vocab), len(tgt_vocab), fingerprint)
     except ShortlistError as e:
         raise CheckpointError(str(e)) from e
-    model.to(device).eval()
-    return LoadedModel(model, src_vocab, tgt_vocab, card, directory, shortlist, tokenizers)
+    if shortlist is not None:
+        check_sha256(directory / SHORTLIST, card)
+    return shortlist

@@ -8,7 +8,9 @@
   validation BLEU (sacrebleu), a tqdm bar showing loss and tokens/s.
 - Every validation writes the best model folder (safetensors + card) and the training
   state (weights, optimizer, RNG, position in the data) atomically: ``--resume`` continues
-  from the last state, and a kill at any moment never leaves a broken file.
+  from the last state, and a kill at any moment never leaves a broken file. ``--resume``
+  also finishes what a kill cut short after the last state (the shortlist) and removes
+  the temporary files of writes a kill interrupted.
 - Several processes through ``torchrun`` (DDP; gloo on CPU, nccl on CUDA): each rank takes
   every world-size-th batch, gradients are averaged, rank 0 validates and writes.
 """
@@ -36,10 +38,16 @@ from tqdm import tqdm
 
 from attnviz.model.attention import Attention
 from attnviz.model.checkpoint import (
+    CARD,
+    CHECKSUMS,
+    WEIGHTS,
+    CheckpointError,
     atomic_write_bytes,
     load_tokenizers,
     load_unique_state,
     read_card,
+    read_shortlist,
+    record_sha256,
     save_checkpoint,
     unique_state,
 )
@@ -481,10 +489,14 @@ def save_state(
     src_vocab: Vocab,
     tgt_vocab: Vocab,
 ) -> None:
-    """Write the resume state to a fresh folder, then switch the pointer file to it."""
+    """Write the resume state to a fresh folder, then switch the pointer file to it (a
+    second save at the same step, as at the end of a run, gets a folder of its own: the
+    one the pointer names stays whole until the pointer has moved)."""
     folder = out / f".state-{progress.step}"
-    if folder.exists():
-        shutil.rmtree(folder)
+    n = 0
+    while folder.exists():
+        n += 1
+        folder = out / f".state-{progress.step}.{n}"
     folder.mkdir(parents=True)
     flat, opt_meta = _flatten_optimizer(opt)
     tensors_out = {
@@ -583,6 +595,8 @@ def _train(
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
+    if rank == 0:
+        remove_interrupted_writes(out)
     if not resume and rank == 0:  # a fresh run: an earlier run's files do not fit it
         (out / SHORTLIST).unlink(missing_ok=True)
         for lang in (cfg.source_lang, cfg.target_lang):
@@ -615,7 +629,9 @@ def _train(
         torch.set_rng_state(flat["rng.torch"])
         state = meta["rng_python"]
         random.setstate((3, tuple(state), None))
-        if progress.done:
+        if progress.done:  # trained: finish what a kill may have cut short after the state
+            if rank == 0 and not shortlist_is_current(out, src_vocab, tgt_vocab):
+                _final_shortlist(out, cfg, train_set, data_meta, src_vocab, tgt_vocab)
             return progress
     ddp: nn.Module = model
     if world > 1:
@@ -667,6 +683,8 @@ def _train(
     window_tokens = 0
     window_start = time.perf_counter()
     limit = early = False  # limit: a step/time budget ran out; early: no more progress
+    if resume:  # a budget already spent (killed after the last state): no step beyond it
+        limit = _agree(stop_now(), world)
     step_loss = 0.0
     while progress.epoch < cfg.max_epochs and not (limit or early):
         batches = make_batches(src_lengths, cfg.batch_size, cfg.seed, progress.epoch)
@@ -729,15 +747,74 @@ def _train(
     progress.done = not limit
     if is_main:
         save_state(out, model, opt, progress, cfg, src_vocab, tgt_vocab)
-        if (out / "card.json").is_file():  # the shortlist goes with the data, rebuilt
-            joined = data_meta.get("concatenated_pairs", 0)  # appended last; not real pairs
-            real = train_set[: len(train_set) - joined]
-            try:
-                write_shortlist(out, real, src_vocab, tgt_vocab, data=cfg.data)
-            except (MemoryError, OSError, ValueError) as e:  # the model itself is saved
-                tqdm.write(f"no shortlist written ({e}); build one with attnviz shortlist")
+        _final_shortlist(out, cfg, train_set, data_meta, src_vocab, tgt_vocab)
     bar.close()
     return progress
+
+
+def _final_shortlist(
+    out: Path,
+    cfg: TrainConfig,
+    train_set: Sequence[Example],
+    data_meta: dict[str, Any],
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+) -> None:
+    """The last step of a run: the shortlist, built from the training pairs (rank 0)."""
+    if not (out / CARD).is_file():
+        return
+    joined = data_meta.get("concatenated_pairs", 0)  # appended last; not real pairs
+    real = train_set[: len(train_set) - joined]
+    try:
+        write_shortlist(out, real, src_vocab, tgt_vocab, data=cfg.data)
+    except (MemoryError, OSError, ValueError) as e:  # the model itself is saved
+        tqdm.write(f"no shortlist written ({e}); build one with attnviz shortlist")
+
+
+# what atomic writes into a model folder leave while they run (tempfile.mkstemp names)
+_TEMPORARY = (
+    f".{WEIGHTS}.*.tmp",
+    f".{CARD}.*.tmp",
+    f".{STATE_POINTER}.*.tmp",
+    f".{SHORTLIST}.*.tmp",
+    f".{piece_file('*')}.*.tmp",
+)
+
+
+def remove_interrupted_writes(out: Path) -> list[Path]:
+    """Remove what writes cut short by a kill left in a model folder: temporary files, and
+    state folders the pointer does not name. Returns what was removed."""
+    removed: list[Path] = []
+    if not out.is_dir():
+        return removed
+    for pattern in _TEMPORARY:
+        for path in out.glob(pattern):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    try:
+        current = json.loads((out / STATE_POINTER).read_text(encoding="utf-8"))["folder"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return removed  # no readable pointer: load_state says so; leave the states alone
+    for folder in out.glob(".state-*"):
+        if folder.is_dir() and folder.name != current:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def shortlist_is_current(out: Path, src_vocab: Vocab, tgt_vocab: Vocab) -> bool:
+    """The folder's shortlist is there, readable, built for these vocabularies, and the one
+    its card's checksum names (a card with checksums but none for it: written before the
+    shortlist was, so the run did not finish)."""
+    try:
+        card = read_card(out)
+        if read_shortlist(out, card, src_vocab, tgt_vocab) is None:
+            return False
+    except CheckpointError:
+        return False
+    checksums = card.get(CHECKSUMS) or {}
+    return not checksums or SHORTLIST in checksums
 
 
 def _agree(flag: bool, world: int) -> bool:
@@ -861,7 +938,10 @@ def write_shortlist(
         info={"data": data},
     )
     path = out / SHORTLIST
-    atomic_write_bytes(path, shortlist.to_bytes())
+    data_bytes = shortlist.to_bytes()
+    atomic_write_bytes(path, data_bytes)
+    with contextlib.suppress(CheckpointError):  # a folder without a card: nothing to record
+        record_sha256(out, SHORTLIST, hashlib.sha256(data_bytes).hexdigest())
     return path
 
 

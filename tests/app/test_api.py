@@ -67,7 +67,7 @@ def test_health(client: TestClient, models: Models) -> None:
     assert models.attention in h["models"]
     assert h["default_model"] in h["models"]
     assert h["device"] in ("cpu", "cuda", "cuda:0") or h["device"].startswith("cuda")
-    assert (h["status"] == "ok") == (h["failed"] == [])
+    assert (h["status"] == "ok") == (h["failed"] == [] and h["warnings"] == [])
 
 
 def test_models_list(client: TestClient, models: Models) -> None:
@@ -208,6 +208,40 @@ def test_align(client: TestClient, models: Models) -> None:
     assert d["target_tokens"] == ["Le", "garçon", "court", ".", "</s>"]
     assert all(s["forced"] for s in d["steps"])
     check_translation(d, top_k=2)
+
+
+def test_responses_say_what_normalisation_removed(client: TestClient, models: Models) -> None:
+    """Invisible characters are dropped before the model reads the text (the same rule in
+    every entry point), and the response says how many: the reader sees no difference."""
+    hidden = "The\u200b boy\u200d runs\ufeff."
+    r = client.post("/api/translate", json={"text": hidden, "model": models.attention})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["normalized"] == {"removed_invisible": 3, "spaces": 0, "apostrophes": 0}
+    plain = client.post("/api/translate", json={"text": "The boy runs.", "model": models.attention})
+    assert plain.json()["normalized"] == {"removed_invisible": 0, "spaces": 0, "apostrophes": 0}
+    assert d["source_tokens"] == plain.json()["source_tokens"]
+    batch = client.post(
+        "/api/translate/batch",
+        json={"texts": ["The boy runs.", "The\u202e boy\u00a0runs."], "model": models.attention},
+    ).json()["results"]
+    assert [b["normalized"]["removed_invisible"] for b in batch] == [0, 1]
+    assert batch[1]["normalized"]["spaces"] == 1
+    body = {"text": hidden, "target": "Le\u200b garçon court.", "model": models.attention}
+    aligned = client.post("/api/align", json=body).json()
+    assert aligned["normalized"]["removed_invisible"] == 3
+    assert aligned["target_normalized"]["removed_invisible"] == 1
+
+
+def test_align_reads_any_words_with_a_subword_model(tiny_subword: Path, tmp_path: Path) -> None:
+    """Byte fallback spells any word with a subword model's pieces: nothing is unknown,
+    so words a word-level model refuses are read (each piece its own probability)."""
+    (tmp_path / tiny_subword.name).symlink_to(tiny_subword, target_is_directory=True)
+    with TestClient(create_app(make_settings(tmp_path))) as c:
+        body = {"text": "I like cats.", "target": "zzzz qqqq xxxx", "model": "en-fr-subword"}
+        r = c.post("/api/align", json=body)
+        assert r.status_code == 200, r.text
+        assert "<unk>" not in r.json()["target_tokens"]
 
 
 def test_unknown_words_are_reported_not_refused(client: TestClient, models: Models) -> None:

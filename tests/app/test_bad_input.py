@@ -58,7 +58,7 @@ CASES = [
     Bad("right-to-left only", 422, "send English text", json={"text": "مرحبا بالعالم"}),
     Bad("hebrew only", 422, "knows none", json={"text": "שלום עולם"}),
     Bad("too long", 422, "limit of 1000", json={"text": "a" * 1001}),
-    Bad("zero-width only", 422, "knows none", json={"text": "\u200b\u200b"}),
+    Bad("zero-width only", 422, "no words", json={"text": "\u200b\u200b"}),  # all removed
     # body
     Bad("100 KB body", 413, "limit is 65536 bytes", json={"text": "a" * 100_000}),
     Bad(
@@ -75,14 +75,35 @@ CASES = [
         content=b'{"text": "The boy',
         headers={"content-type": "application/json"},
     ),
-    Bad("JSON array body", 422, "valid dictionary", json=["The boy runs."]),
-    Bad("no body", 422, "field required"),
+    Bad("JSON array body", 422, "a JSON array, not an object: send a JSON object", json=["a"]),
+    Bad("JSON number body", 422, "a JSON number, not an object", json=5),
+    Bad(
+        "JSON null body",
+        422,
+        "JSON null, not an object",
+        content=b"null",
+        headers={"content-type": "application/json"},
+    ),
+    Bad("no body", 422, "no body: send a JSON object with Content-Type: application/json"),
     Bad(
         "text/plain body",
-        422,
-        "dictionary",
+        415,
+        "sent as 'text/plain': send a JSON object with Content-Type: application/json",
         content=b'{"text": "The boy runs."}',
         headers={"content-type": "text/plain"},
+    ),
+    Bad(
+        "no content type",
+        415,
+        "without a Content-Type header: send a JSON object",
+        content=b'{"text": "The boy runs."}',
+    ),
+    Bad(
+        "form body",
+        415,
+        "send a JSON object with Content-Type: application/json",
+        content=b"text=The+boy+runs.",
+        headers={"content-type": "application/x-www-form-urlencoded"},
     ),
     # wrong JSON types
     Bad("text is a number", 422, "valid string", json={"text": 5}),
@@ -201,6 +222,13 @@ CASES = [
         json={"text": GOOD, "target": "Le\x00"},
     ),
     Bad(
+        "align with words the model does not know",
+        422,
+        "target has 3 word(s) model",
+        path="/api/align",
+        json={"text": GOOD, "target": "zzzz qqqq xxxx"},
+    ),
+    Bad(
         "align masking everything",
         422,
         "leave at least one",
@@ -232,6 +260,40 @@ def test_bad_input(client: TestClient, models: Models, case: Bad) -> None:
         for issue in body["detail"]:
             assert set(issue) == {"loc", "msg", "type"}  # the input is not echoed back
             assert issue["msg"]
+
+
+def test_a_body_of_thousands_of_problems_gets_a_short_answer(
+    client: TestClient, models: Models
+) -> None:
+    """5,000 unknown keys: the first 20 problems and a count of the rest, not 5,000 (a
+    444 KB answer, seven times the request)."""
+    body = {"text": GOOD, "model": models.attention, **{f"k{i}": i for i in range(5000)}}
+    r = client.post("/api/translate", json=body)
+    assert r.status_code == 422
+    assert len(r.content) < 4096, len(r.content)
+    detail = r.json()["detail"]
+    assert len(detail) == 21
+    assert [d["loc"] for d in detail[:2]] == [["body", "k0"], ["body", "k1"]]
+    assert detail[-1]["type"] == "too_many_errors"
+    assert "4980 more problems (extra_forbidden)" in detail[-1]["msg"]
+    assert set(detail[-1]) == {"loc", "msg", "type"}
+
+
+def test_align_names_the_words_a_word_model_does_not_know(
+    client: TestClient, models: Models
+) -> None:
+    """As forced_prefix does: the model would read them as <unk> and report <unk>'s
+    probability for them."""
+    body = {"text": GOOD, "target": "Le garçon zzzz court qqqq .", "model": models.attention}
+    r = client.post("/api/align", json=body)
+    assert r.status_code == 422, r.text
+    [issue] = r.json()["detail"]
+    assert issue["loc"] == ["body", "target"]
+    assert "'zzzz', 'qqqq'" in issue["msg"] and "<unk>" in issue["msg"]
+    prefix = client.post(
+        "/api/translate", json={**_t(forced_prefix="zzzz"), "model": models.attention}
+    )
+    assert prefix.status_code == 422 and "'zzzz'" in prefix.text
 
 
 def test_batch_over_limit_streamed_without_length(client: TestClient) -> None:

@@ -73,6 +73,58 @@ def test_broken_folders_are_reported_and_the_others_serve(
     assert logged == failed
 
 
+def _copy_named(source: Path, folder: Path, name: str) -> None:
+    """A model folder with the weights of ``source`` under another name."""
+    folder.mkdir()
+    card = json.loads((source / CARD).read_text(encoding="utf-8"))
+    (folder / CARD).write_text(json.dumps({**card, "name": name}), encoding="utf-8")
+    (folder / WEIGHTS).symlink_to(source / WEIGHTS)
+
+
+def test_a_broken_shortlist_is_left_out_with_a_warning_and_a_failed_model_says_why(
+    models: Models, tmp_path: Path
+) -> None:
+    """A corrupt optional file does not refuse the model: it serves without it, and
+    /api/health says so. A request for a model that failed to load is told that, and why
+    (the reason /api/health gives), not that the model is unknown."""
+    source = models.attention_folder
+    (tmp_path / source.name).symlink_to(source, target_is_directory=True)
+    _copy_named(source, tmp_path / "shortlist-broken", "en-fr-noshortlist")
+    (tmp_path / "shortlist-broken" / "shortlist.safetensors").write_bytes(b"\x00" * 64)
+    _copy_named(source, tmp_path / "weights-broken", "en-fr-broken")
+    (tmp_path / "weights-broken" / WEIGHTS).unlink()
+    (tmp_path / "weights-broken" / WEIGHTS).write_bytes(b"not weights")
+    with TestClient(create_app(make_settings(tmp_path))) as c:
+        h = c.get("/api/health").json()
+        assert h["status"] == "degraded"
+        assert sorted(h["models"]) == sorted([models.attention, "en-fr-noshortlist"])
+        [warning] = h["warnings"]
+        assert (warning["model"], warning["folder"]) == ("en-fr-noshortlist", "shortlist-broken")
+        assert warning["warning"].startswith("shortlist-broken/shortlist.safetensors: ")
+        assert "serves without its shortlist" in warning["warning"]
+        assert str(tmp_path) not in json.dumps(h)
+        listed = {m["name"]: m for m in c.get("/api/models").json()["models"]}
+        assert listed["en-fr-noshortlist"]["shortlist"] is False
+        body = {"text": "The boy runs.", "model": "en-fr-noshortlist"}
+        assert c.post("/api/translate", json=body).status_code == 200
+
+        [failed] = h["failed"]
+        assert (failed["folder"], failed["name"]) == ("weights-broken", "en-fr-broken")
+        assert "model.safetensors" in failed["reason"]
+        for name in ("en-fr-broken", "weights-broken"):
+            r = c.post("/api/translate", json={"text": "The boy runs.", "model": name})
+            assert r.status_code == 503, r.text
+            detail = r.json()["detail"]
+            assert f"model {name!r} failed to load" in detail and failed["reason"] in detail
+            assert models.attention in detail  # what serves instead
+        r = c.post("/api/align", json={"text": "a", "target": "b", "model": "en-fr-broken"})
+        assert r.status_code == 503
+        r = c.get("/api/models/en-fr-broken")
+        assert r.status_code == 503 and failed["reason"] in r.json()["detail"]
+        r = c.post("/api/translate", json={"text": "The boy runs.", "model": "en-fr-nope"})
+        assert r.status_code == 404  # a model that is not there at all is still unknown
+
+
 def test_duplicate_names_keep_the_first(models: Models, tmp_path: Path) -> None:
     for name in ("a-copy", "b-copy"):
         (tmp_path / name).symlink_to(models.attention_folder, target_is_directory=True)

@@ -73,6 +73,40 @@ def test_every_operation_is_covered() -> None:
     }
 
 
+def test_the_schema_states_what_the_server_refuses() -> None:
+    """What the server refuses is not allowed by the schema (a generated "valid" request
+    is not then rejected, schemathesis' ST202): model names are a pattern the registry's
+    names all match and a path never does; what only the model can tell (a source position
+    beyond the text, a text of no known word, an unknown target word) is said in the
+    field's description."""
+    import re
+
+    from attnviz.app.registry import MODEL_NAME
+    from tests.app.support import BUNDLED, cards
+
+    spec = SCHEMA.raw_schema
+    parts = spec["components"]["schemas"]
+    patterns = {
+        parts[name]["properties"]["model"]["anyOf"][0]["pattern"]
+        for name in ("TranslateRequest", "BatchTranslateRequest", "AlignRequest")
+    }
+    [param] = spec["paths"]["/api/models/{name}"]["get"]["parameters"]
+    patterns.add(param["schema"]["pattern"])
+    assert patterns == {MODEL_NAME.pattern}
+    pattern = re.compile(MODEL_NAME.pattern)
+    for name in cards(BUNDLED):
+        assert pattern.match(name), name
+    for refused in ("a:b", "a/b", "../x", "C:\\x", ".hidden", "", "x" * 101):
+        assert not pattern.match(refused), refused
+    translate = parts["TranslateRequest"]["properties"]
+    assert "beyond its end token" in translate["masked_source"]["description"]
+    assert "422" in translate["masked_source"]["description"]
+    assert "knows no word" in translate["text"]["description"]
+    assert "does not know" in parts["AlignRequest"]["properties"]["target"]["description"]
+    for path in ("/api/translate", "/api/translate/batch", "/api/align"):
+        assert {"415", "503"} <= set(spec["paths"][path]["post"]["responses"]), path
+
+
 @pytest.mark.parametrize("label", sorted(OPERATIONS))
 def test_no_server_error(fuzz_client: TestClient, label: str) -> None:
     operation = OPERATIONS[label]

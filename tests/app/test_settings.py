@@ -100,6 +100,83 @@ def test_serve_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert call["app"].state.settings.device == "cpu"
 
 
+def test_serve_command_sets_uvicorns_limits_on_slow_clients(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    monkeypatch.setattr(server, "configure_logging", lambda: None)
+    assert server.serve_command(None, 8123, tmp_path, "cpu") == 0
+    monkeypatch.setenv("ATTNVIZ_KEEP_ALIVE_S", "2")
+    monkeypatch.setenv("ATTNVIZ_LIMIT_CONCURRENCY", "0")
+    assert server.serve_command(None, 8123, tmp_path, "cpu") == 0
+    defaults, changed = calls
+    assert (defaults["timeout_keep_alive"], defaults["limit_concurrency"]) == (5, 512)
+    assert (changed["timeout_keep_alive"], changed["limit_concurrency"]) == (2, None)
+    # every option is one uvicorn.Config takes
+    uvicorn.Config(app="attnviz.app.server:worker_app", **defaults)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_half_sent_requests_are_closed_and_bounded(tmp_path: Path) -> None:
+    """Through uvicorn on a real socket: a POST whose body stops arriving gets a 408 after
+    ATTNVIZ_BODY_TIMEOUT_S and its connection is closed (uvicorn itself would wait for
+    ever); beyond ATTNVIZ_LIMIT_CONCURRENCY connections a request gets a 503 at once."""
+    import threading
+
+    import uvicorn
+
+    from attnviz.app.main import create_app
+
+    settings = Settings(
+        models_dir=tmp_path, port=_free_port(), body_timeout_s=0.5, limit_concurrency=3,
+        log_requests=False,
+    )  # fmt: skip
+    options = {**server.uvicorn_options(settings), "log_level": "critical"}
+    uv = uvicorn.Server(uvicorn.Config(create_app(settings), **options))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not uv.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+        head = (
+            b"POST /api/translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n"
+        )
+        slow = [socket.create_connection(("127.0.0.1", settings.port)) for _ in range(2)]
+        for conn in slow:
+            conn.settimeout(10)
+            conn.sendall(head + b'{"text": "The')  # and then nothing more
+        time.sleep(0.1)
+        more = socket.create_connection(("127.0.0.1", settings.port), timeout=10)
+        more.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert more.recv(4096).startswith(b"HTTP/1.1 503")  # 3 open connections: the limit
+        more.close()
+        start = time.monotonic()
+        for conn in slow:
+            answer = b""
+            while chunk := conn.recv(4096):  # until the server closes the connection
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 408"), answer
+            assert b"did not arrive within 0.5 s" in answer
+            conn.close()
+        assert time.monotonic() - start < 5
+        with httpx.Client(base_url=f"http://127.0.0.1:{settings.port}") as client:
+            assert client.get("/api/health").status_code == 503  # serving (no model here)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
+
+
 def test_serve_command_refuses_bad_options(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

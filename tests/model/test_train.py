@@ -16,15 +16,19 @@ from safetensors.torch import load_file
 
 from attnviz.app.cli import main
 from attnviz.model.checkpoint import CheckpointError, load_checkpoint
+from attnviz.model.shortlist import load_shortlist
 from attnviz.model.train import (
     Example,
+    Progress,
     TrainConfig,
     anneal_progress,
     concatenated,
     config_from_args,
     learning_rate,
     load_data,
+    load_state,
     make_batches,
+    save_state,
     train,
 )
 
@@ -238,6 +242,145 @@ def test_a_killed_training_run_resumes_as_if_never_interrupted(tmp_path: Path) -
         json.loads(pointer.read_text())["folder"]
     ]  # what the kill left half-written is gone
     assert load_checkpoint(killed).model.config.hidden_dim == 16
+
+
+# `attnviz train` that is killed (SIGKILL) at the moment the shortlist file would replace
+# its temporary file: after the final state is saved, before the run's last step is done
+_KILLED_BEFORE_THE_SHORTLIST = """
+import os, signal, sys
+real = os.replace
+def replace(src, dst, *args, **kwargs):
+    if str(dst).endswith("shortlist.safetensors"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst, *args, **kwargs)
+os.replace = replace
+from attnviz.app.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_resume_finishes_a_run_killed_after_its_final_state(tmp_path: Path) -> None:
+    """A kill -9 between the final state (done) and the shortlist: --resume writes the
+    shortlist (the run's last step) and removes the temporary files kills leave."""
+    out = tmp_path / "m"
+    # patience 1: a tiny model's BLEU does not improve at its second validation, so the run
+    # is done (early stop, not a budget) at step 2
+    args = [*_train_cmd(out, 100)[3:], "--valid-every", "1", "--patience", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_BEFORE_THE_SHORTLIST, *args],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    pointer = json.loads((out / "train_state.json").read_text())
+    meta = json.loads((out / pointer["folder"] / "state.json").read_text())
+    assert meta["progress"]["done"]  # the final state was saved ...
+    assert not (out / "shortlist.safetensors").exists()  # ... the shortlist was not
+    left = sorted(p.name for p in out.glob(".shortlist.safetensors.*.tmp"))
+    assert len(left) == 1
+    # what kills at other moments leave (atomic writes' temporary files, a state folder
+    # being written)
+    others = [".model.safetensors.a1b2.tmp", ".card.json.c3d4.tmp", ".train_state.json.e5.tmp",
+              ".sentencepiece.en.model.f6.tmp"]  # fmt: skip
+    for name in others:
+        (out / name).write_bytes(b"half written")
+    (out / ".state-9").mkdir()
+    (out / "notes.tmp").write_text("not ours")  # not a temporary file of a write: kept
+
+    assert main([*args, "--resume"]) == 0
+    loaded = load_checkpoint(out)
+    assert loaded.shortlist is not None
+    assert (
+        loaded.shortlist.info["pairs"]
+        == json.loads((out / "card.json").read_text())["data"]["train_pairs"]
+    )
+    assert sorted(p.name for p in out.glob(".*.tmp")) == []
+    assert [p.name for p in out.glob(".state-*")] == [pointer["folder"]]
+    assert (out / "notes.tmp").exists()
+
+    # a shortlist that is not the one the card names (a kill between writing it and its
+    # checksum into the card, or damage): rebuilt on resume too
+    (out / "shortlist.safetensors").write_bytes(b"not a shortlist")
+    assert main([*args, "--resume"]) == 0
+    assert load_checkpoint(out).shortlist is not None
+
+
+def test_a_second_state_at_the_same_step_never_breaks_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end of a run saves the state of the step it last validated again (now done):
+    a kill while that second state is written leaves the first one to resume from."""
+    cfg = tiny(tmp_path / "m", max_steps=6)
+    train(cfg, progress_bar=False)
+    out = tmp_path / "m"
+    flat, meta = load_state(out)
+    from attnviz.model.factory import build_model
+    from attnviz.model.vocab import Vocab
+
+    src, tgt = Vocab(meta["src_vocab"]), Vocab(meta["tgt_vocab"])
+    model = build_model(cfg.model_config(len(src), len(tgt)))
+    opt = torch.optim.Adam(model.parameters())
+    progress = Progress(**meta["progress"])
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed while writing the state")
+
+    monkeypatch.setattr("attnviz.model.train.save_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_state(out, model, opt, progress, cfg, src, tgt)
+    again, meta_again = load_state(out)  # the state the pointer names is whole
+    assert meta_again == meta and again.keys() == flat.keys()
+
+
+def test_checksums_catch_flipped_bits_that_leave_the_numbers_finite(tmp_path: Path) -> None:
+    """The card records each tensor file's sha256 when it is written, and loading checks
+    it: one flipped mantissa bit (a finite weight, a valid shortlist id) is refused by
+    name. A card without checksums (written before them: the bundled ones) still loads."""
+    folder = tmp_path / "m"
+    train(tiny(folder, max_steps=6), progress_bar=False)
+    card = json.loads((folder / "card.json").read_text())
+    assert set(card["sha256"]) == {"model.safetensors", "shortlist.safetensors"}
+    load_checkpoint(folder)
+
+    weights_file = folder / "model.safetensors"
+    good = weights_file.read_bytes()
+    flipped = bytearray(good)
+    flipped[8 + int.from_bytes(good[:8], "little")] ^= 1  # the low mantissa bit of a weight
+    weights_file.write_bytes(bytes(flipped))
+    before = load_file(weights_file)
+    assert all(torch.isfinite(t).all() for t in before.values() if t.is_floating_point())
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: sha256 .* differs"):
+        load_checkpoint(folder)
+    weights_file.write_bytes(good)
+
+    shortlist_file = folder / "shortlist.safetensors"
+    good_list = shortlist_file.read_bytes()
+    start = 8 + int.from_bytes(good_list[:8], "little")
+    loaded = load_checkpoint(folder)
+    assert loaded.shortlist is not None
+    for offset in range(start, len(good_list), 2):  # the first flip the file's checks accept
+        damaged = bytearray(good_list)
+        damaged[offset] ^= 1
+        shortlist_file.write_bytes(bytes(damaged))
+        try:
+            load_shortlist(folder, len(loaded.src_vocab), len(loaded.tgt_vocab),
+                           loaded.shortlist.vocab)  # fmt: skip
+        except ValueError:
+            continue
+        break
+    with pytest.raises(CheckpointError, match=r"shortlist\.safetensors: sha256 .* differs"):
+        load_checkpoint(folder)
+    # the service loads such a model without its optional file, saying why
+    served = load_checkpoint(folder, skip_broken_optional=True)
+    assert served.shortlist is None
+    [warning] = served.warnings
+    assert "shortlist.safetensors" in warning and "without its shortlist" in warning
+    assert load_checkpoint(folder, skip_broken_optional=True).model is not None
+
+    old = {k: v for k, v in card.items() if k != "sha256"}  # a card from before checksums
+    (folder / "card.json").write_text(json.dumps(old))
+    weights_file.write_bytes(bytes(flipped))
+    assert load_checkpoint(folder).shortlist is not None
 
 
 @pytest.mark.slow

@@ -6,11 +6,11 @@ import functools
 import math
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pydantic_core
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel
 
 from attnviz.app.batching import Batcher, BatchInfo, DecodeParams
@@ -20,11 +20,13 @@ from attnviz.app.checks import (
     check_limits,
     check_masked,
     check_prefix,
+    check_target,
     read_source,
 )
 from attnviz.app.deps import BatcherDep, RegistryDep, SettingsDep
 from attnviz.app.registry import ModelEntry, ModelRegistry
 from attnviz.app.schemas import (
+    MODEL_NAME_PATTERN,
     AlignRequest,
     AlignResponse,
     BatchTranslateRequest,
@@ -34,11 +36,14 @@ from attnviz.app.schemas import (
     HealthResponse,
     ModelCard,
     ModelsResponse,
+    ModelWarning,
+    Normalization,
     TranslateRequest,
     TranslateResponse,
     ValidationErrorResponse,
 )
 from attnviz.model.int8 import check_int8_device
+from attnviz.model.normalize import normalization_changes
 from attnviz.model.translator import Translation
 
 router = APIRouter(prefix="/api", tags=["api"])
@@ -48,8 +53,20 @@ _ERRORS: tuple[tuple[int, type[BaseModel], str], ...] = (
     (400, ErrorMessage, "A model name that looks like a path"),
     (404, ErrorMessage, "Unknown model (the message lists the available ones)"),
     (413, ErrorMessage, "Request body larger than the limit"),
+    (415, ErrorMessage, "The body is not sent as JSON (Content-Type: application/json)"),
     (422, ValidationErrorResponse, "Invalid input: each problem says what to change"),
+    (503, ErrorMessage, "The model failed to load when the service started (the message says why)"),
 )
+_DECODING_ERRORS = (400, 404, 413, 415, 422, 503)
+
+
+ModelNameInPath = Annotated[
+    str,
+    Path(
+        description="a name from GET /api/models",
+        json_schema_extra={"pattern": MODEL_NAME_PATTERN},
+    ),
+]
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -100,7 +117,12 @@ def _rendered(d: dict[str, Any]) -> Response:
     return Response(pydantic_core.to_json(d, inf_nan_mode="null"), media_type="application/json")
 
 
-def _translation_dict(t: Translation, info: BatchInfo, start: float) -> dict[str, Any]:
+def _normalized(text: str) -> dict[str, int]:
+    """What normalisation changed in a text (every count of the schema, zeros included)."""
+    return {**Normalization().model_dump(), **normalization_changes(text)}
+
+
+def _translation_dict(t: Translation, info: BatchInfo, start: float, text: str) -> dict[str, Any]:
     d = _hypothesis_dict(t)
     d["hypotheses"] = [_hypothesis_dict(h) for h in t.hypotheses]
     d["beam"] = None
@@ -111,6 +133,7 @@ def _translation_dict(t: Translation, info: BatchInfo, start: float) -> dict[str
             for node in t.beam["nodes"]
         ]
         d["beam"] = beam
+    d["normalized"] = _normalized(text)
     d["timing_ms"] = {
         "total": (time.perf_counter() - start) * 1000.0,
         "queue": info.queue_ms,
@@ -190,7 +213,7 @@ def _summary(entry: ModelEntry, registry: ModelRegistry) -> dict[str, Any]:
 # -- endpoints ----------------------------------------------------------------------------
 
 
-@router.post("/translate", response_model=TranslateResponse, responses=_errors(400, 404, 413, 422))
+@router.post("/translate", response_model=TranslateResponse, responses=_errors(*_DECODING_ERRORS))
 async def translate(
     body: TranslateRequest,
     registry: RegistryDep,
@@ -212,11 +235,13 @@ async def translate(
     sources = [read_source(entry.translator, entry.name, body.text, ["text"])]
     params = _params(entry, body, sources)
     results, info = await _translate(batcher, entry, [body.text], params)
-    return _rendered(_translation_dict(results[0], info, start))
+    return _rendered(_translation_dict(results[0], info, start, body.text))
 
 
 @router.post(
-    "/translate/batch", response_model=BatchTranslateResponse, responses=_errors(400, 404, 413, 422)
+    "/translate/batch",
+    response_model=BatchTranslateResponse,
+    responses=_errors(*_DECODING_ERRORS),
 )
 async def translate_batch(
     body: BatchTranslateRequest,
@@ -241,7 +266,10 @@ async def translate_batch(
     results, info = await _translate(batcher, entry, list(body.texts), params)
     return _rendered(
         {
-            "results": [_translation_dict(t, info, start) for t in results],
+            "results": [
+                _translation_dict(t, info, start, text)
+                for t, text in zip(results, body.texts, strict=True)
+            ],
             "timing_ms": {
                 "total": (time.perf_counter() - start) * 1000.0,
                 "queue": info.queue_ms,
@@ -251,7 +279,7 @@ async def translate_batch(
     )
 
 
-@router.post("/align", response_model=AlignResponse, responses=_errors(400, 404, 413, 422))
+@router.post("/align", response_model=AlignResponse, responses=_errors(*_DECODING_ERRORS))
 async def align(
     body: AlignRequest,
     registry: RegistryDep,
@@ -266,6 +294,7 @@ async def align(
         settings, texts=[(["text"], body.text), (["target"], body.target)], top_k=body.top_k
     )
     source = read_source(entry.translator, entry.name, body.text, ["text"])
+    check_target(entry.translator, entry.name, body.target)
     masked = check_masked(body.masked_source, [source], batch=False, words=body.masked_words)
     call = functools.partial(
         entry.translator.align,
@@ -283,6 +312,8 @@ async def align(
         raise InputProblem([], str(e)) from e
     ran = (time.perf_counter() - began) * 1000.0
     d = _hypothesis_dict(result)
+    d["normalized"] = _normalized(body.text)
+    d["target_normalized"] = _normalized(body.target)
     d["timing_ms"] = {
         "total": (time.perf_counter() - start) * 1000.0,
         "queue": 0.0,
@@ -300,8 +331,8 @@ async def list_models(registry: RegistryDep) -> dict[str, Any]:
     }
 
 
-@router.get("/models/{name:path}", response_model=ModelCard, responses=_errors(400, 404))
-async def model_card(name: str, registry: RegistryDep) -> dict[str, Any]:
+@router.get("/models/{name:path}", response_model=ModelCard, responses=_errors(400, 404, 503))
+async def model_card(name: ModelNameInPath, registry: RegistryDep) -> dict[str, Any]:
     """A model's card: config, metrics, BLEU by source length, training curve."""
     entry = registry.get(name)
     card = entry.card
@@ -339,13 +370,21 @@ async def health(
         status = "unavailable"
         response.status_code = 503
     else:
-        status = "degraded" if registry.failures else "ok"
+        warned = any(e.warnings for e in registry.entries)
+        status = "degraded" if registry.failures or warned else "ok"
     return HealthResponse(
         status=status,
         device=str(registry.device),
         models=registry.names,
         default_model=registry.default_name,
-        failed=[FailedModel(folder=f.folder, reason=f.reason) for f in registry.failures],
+        failed=[
+            FailedModel(folder=f.folder, name=f.name, reason=f.reason) for f in registry.failures
+        ],
+        warnings=[
+            ModelWarning(model=e.name, folder=e.folder, warning=w)
+            for e in registry.entries
+            for w in e.warnings
+        ],
         micro_batching=settings.micro_batch,
         uptime_s=round(time.time() - registry.loaded_at, 3),
     )
