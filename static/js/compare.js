@@ -1,9 +1,12 @@
 // The compare page: one sentence through 2-4 models, heatmaps on one colour scale
-// (0 to 1), each model's test BLEU and AER beside its translation.
+// (0 to 1), each model's test BLEU and AER beside its translation. Subword models are drawn
+// over words or pieces (the Words / Pieces choice, words.js): in words, models with
+// different pieces share the rows and columns a person reads.
 
 import { ApiError, postJSON } from "./api.js";
-import { drawHeatmap, noAttentionPanel } from "./heatmap.js";
+import { drawHeatmap, noAttentionPanel, showPlotError } from "./heatmap.js";
 import { $, el, fieldError, fmt, plotlyReady, readData, setBusy, slug } from "./util.js";
+import { crossIn, onUnit, UnitToggle, unitFor, wordsDiffer } from "./words.js";
 
 const models = readData("models-data") || { models: [] };
 const examples = readData("examples-data") || [];
@@ -17,7 +20,10 @@ const picksError = $("#picks-error");
 const button = $("#compare-btn");
 const grid = $("#compare-grid");
 const result = $("#compare-result");
+const unitToggle = $("#unit-compare") ? new UnitToggle($("#unit-compare")) : null;
+const unitNote = $("#compare-unit-note");
 let seq = 0;
+let shown = []; // [{node, result}] of the last comparison: drawn again when the unit changes
 
 function chosen() {
   return [...picks.querySelectorAll("input:checked")].map((i) => i.value);
@@ -85,17 +91,13 @@ async function compare() {
         }
         const r = a.value;
         tr.textContent = r.translation || "(empty translation)";
-        if (!r.attention) noAttentionPanel(node._plot);
-        else {
-          await drawHeatmap(node._plot, r.attention, r.target_tokens, r.source_tokens, {
-            compact: true,
-            showScale: false,
-            zmax: 1,
-            filename: `attnviz-${r.model}-${slug(text.value)}`,
-          });
-        }
+        await drawCard(node, r);
       }),
     );
+    shown = answers.map((a, i) => ({ node: cards[i], result: a.status === "fulfilled" ? a.value : null })).filter((x) => x.result);
+    const differ = shown.some((x) => wordsDiffer(x.result));
+    unitToggle?.show(differ);
+    if (unitNote) unitNote.hidden = !differ;
     result.dataset.ready = String(mySeq);
     const params = new URLSearchParams({ text: text.value.trim(), models: names.join(","), beam: String(beam) });
     history.replaceState(null, "", `?${params}`);
@@ -103,6 +105,31 @@ async function compare() {
     if (mySeq === seq) setBusy(button, false, "Compare");
   }
 }
+
+/** One model's attention in the page's unit (words for a subword model, unless Pieces). */
+async function drawCard(node, r) {
+  if (!r.attention) {
+    noAttentionPanel(node._plot);
+    return;
+  }
+  const unit = unitFor(r);
+  const drawn = crossIn(r, r.attention, unit);
+  if (drawn.problem) {
+    showPlotError(node._plot, drawn.problem);
+    return;
+  }
+  await drawHeatmap(node._plot, drawn.matrix, drawn.rows, drawn.cols, {
+    compact: true,
+    showScale: false,
+    zmax: 1,
+    filename: `attnviz-${r.model}-${slug(text.value)}`,
+  });
+  node._plot.dataset.unit = unit;
+}
+
+onUnit(async () => {
+  await Promise.all(shown.map(({ node, result: r }) => drawCard(node, r)));
+});
 
 if (form) {
   form.addEventListener("submit", (event) => {

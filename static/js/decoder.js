@@ -1,10 +1,14 @@
 // The animated decoder: one Plotly frame per decoding step (attention over the source
-// at that step), with the step's top-k candidates and the translation so far.
+// at that step), with the step's top-k candidates and the translation so far. A step writes
+// one piece: for a subword model the page says which target word the piece belongs to, and
+// in Words the step's attention is shown over the source words (the piece's row, each
+// word's pieces summed: words.js).
 
-import { plotText } from "./heatmap.js";
+import { plotText, showPlotError } from "./heatmap.js";
 import { chip, paint, unpaint } from "./tokens.js";
 import { baseLayout, theme } from "./theme.js";
 import { el, pct, plotConfig, range, reducedMotion } from "./util.js";
+import { checkSpans, spansOf, sumColumns, unitFor, wordOfPiece, wordsDiffer, wordsOf } from "./words.js";
 
 const ICONS = {
   play: '<svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true"><path d="M4 2.5v11l9-5.5z" fill="currentColor"/></svg>',
@@ -27,6 +31,8 @@ export class Decoder {
     this.sourceBox = this.q("dec-source");
     this.soFar = this.q("dec-sofar");
     this.topk = this.q("dec-topk");
+    this.wordLine = this.q("dec-word");
+    this.unitName = this.q("dec-unit");
     this.step = 0;
     this.timer = null;
     this.dirty = false;
@@ -60,7 +66,8 @@ export class Decoder {
     }
   }
 
-  /** A new translation; drawn when the tab is shown. */
+  /** A new translation; drawn when the tab is shown. `matrix`: target pieces x source
+   * pieces (null without attention). */
   set(result, matrix) {
     this.pause();
     this.result = result;
@@ -72,19 +79,59 @@ export class Decoder {
     this.dirty = true;
   }
 
+  /** The Words / Pieces choice changed: drawn again (now if the tab shows), same step. */
+  async refresh() {
+    this.dirty = true;
+    if (!this.root.hidden) await this.show();
+  }
+
   async show() {
     if (!this.result || !this.dirty) return;
     this.dirty = false;
     const result = this.result;
-    this.sourceChips = result.source_tokens.map((tok, i) =>
-      chip(tok, i, { tag: "span", unknown: (result.unknown_source_tokens || []).includes(i) }),
-    );
+    const unit = unitFor(result);
+    this.unit = unit;
+    const unknown = new Set(result.unknown_source_tokens || []);
+    const srcWords = wordsOf(result, "source");
+    // the bars and source chips: one per source word (the step's row, pieces summed) or piece
+    let problem = null;
+    this.rows = this.matrix;
+    if (unit === "words") {
+      problem = checkSpans(result.source_words, result.source_tokens, "source");
+      this.labels = srcWords.map((w) => w.word);
+      this.sourceChips = srcWords.map((w, k) =>
+        chip(w.word, k, { tag: "span", unknown: range(w.end - w.start).some((i) => unknown.has(w.start + i)) }),
+      );
+      if (this.matrix && !problem) this.rows = sumColumns(this.matrix, spansOf(srcWords));
+    } else {
+      this.labels = result.source_tokens;
+      this.sourceChips = result.source_tokens.map((tok, i) => chip(tok, i, { tag: "span", unknown: unknown.has(i) }));
+    }
+    if (this.unitName) this.unitName.textContent = unit === "words" ? "words" : wordsDiffer(result) ? "pieces" : "words";
     this.sourceBox.replaceChildren(...this.sourceChips);
+    // the translation so far: one chip per step (a piece), in a box per word for a subword model
     this.targetChips = result.target_tokens.map((tok, i) =>
       chip(tok, i, { tag: "span", extraClass: result.steps?.[i]?.forced ? "forced" : "" }),
     );
-    this.soFar.replaceChildren(...this.targetChips);
-    if (this.matrix) await this.drawFrames();
+    this.targetWords = wordsDiffer(result) && !checkSpans(result.target_words, result.target_tokens, "target")
+      ? result.target_words
+      : null;
+    this.wordOf = this.targetWords ? wordOfPiece(this.targetWords, this.count) : null;
+    if (this.targetWords) {
+      this.wordBoxes = this.targetWords.map((w, k) =>
+        el("span", { class: "word-box", dataset: { word: String(k) }, title: `the word “${w.word}”` }, this.targetChips.slice(w.start, w.end)),
+      );
+      this.soFar.replaceChildren(...this.wordBoxes);
+    } else {
+      this.wordBoxes = null;
+      this.soFar.replaceChildren(...this.targetChips);
+    }
+    if (this.wordLine) this.wordLine.hidden = !this.targetWords;
+    if (problem) {
+      showPlotError(this.plot, problem);
+      this.plot.dataset.frames = "0";
+      this.rows = null;
+    } else if (this.matrix) await this.drawFrames();
     else {
       if (window.Plotly && this.plot.classList.contains("js-plotly-plot")) window.Plotly.purge(this.plot);
       this.plot.replaceChildren(
@@ -92,12 +139,13 @@ export class Decoder {
       );
       this.plot.dataset.frames = "0";
     }
-    this.go(0, false, false); // the plot already shows step 0
+    this.go(this.step, false, this.step > 0); // drawn at step 0 (a new translation's first)
+    this.root.dataset.unit = unit; // after drawing: a test waiting for it finds the new plot
   }
 
   colors(t) {
     const th = theme();
-    const row = this.matrix[t];
+    const row = this.rows[t];
     let best = 0;
     row.forEach((w, s) => {
       if (w > row[best]) best = s;
@@ -107,12 +155,12 @@ export class Decoder {
 
   async drawFrames() {
     const th = theme();
-    const src = this.result.source_tokens.map(plotText);
+    const src = this.labels.map(plotText);
     const n = src.length;
     const trace = {
       type: "bar",
       x: range(n),
-      y: this.matrix[0],
+      y: this.rows[0],
       marker: { color: this.colors(0) },
       customdata: src,
       hovertemplate: "%{customdata}: %{y:.3f}<extra></extra>",
@@ -137,7 +185,7 @@ export class Decoder {
     if (this.plot.classList.contains("js-plotly-plot")) Plotly.purge(this.plot);
     this.plot.replaceChildren();
     await Plotly.newPlot(this.plot, [trace], layout, plotConfig("decoder-step", { displayModeBar: false }));
-    const frames = this.matrix.map((row, t) => ({
+    const frames = this.rows.map((row, t) => ({
       name: String(t),
       data: [{ y: row, marker: { color: this.colors(t) } }],
       traces: [0],
@@ -159,9 +207,28 @@ export class Decoder {
       node.classList.toggle("future", i > t);
       node.classList.toggle("current", i === t);
     });
+    if (this.targetWords && this.wordLine) {
+      const k = this.wordOf[t];
+      const w = this.targetWords[k];
+      this.wordBoxes.forEach((box, j) => box.classList.toggle("current-word", j === k));
+      this.wordLine.dataset.word = String(k);
+      this.wordLine.replaceChildren(
+        ...(w.word === "</s>"
+          ? ["This step writes the end token ", el("b", { text: "</s>" }), "."]
+          : w.end - w.start === 1
+            ? ["This step writes the piece ", el("code", { text: result.target_tokens[t] }), ": the whole word ", el("b", { text: `“${w.word}”` }), "."]
+            : [
+                "This step writes the piece ",
+                el("code", { text: result.target_tokens[t] }),
+                `, piece ${t - w.start + 1} of ${w.end - w.start} of the word `,
+                el("b", { text: `“${w.word}”` }),
+                ".",
+              ]),
+      );
+    }
 
-    if (this.matrix && this.sourceChips) {
-      const best = paint(this.sourceChips, this.matrix[t], { topClass: "top" });
+    if (this.rows && this.sourceChips) {
+      const best = paint(this.sourceChips, this.rows[t], { topClass: "top" });
       this.sourceChips.forEach((node, i) => node.classList.toggle("is-argmax", i === best));
       const ms = animate && !reducedMotion() ? Math.min(250, Number(this.speed.value) * 0.5) : 0;
       if (movePlot && this.plot.dataset.frames && window.Plotly && this.plot.classList.contains("js-plotly-plot")) {

@@ -1,7 +1,9 @@
 // The token strips: hover or focus a target word and the source words it attended to
-// light up (and the other way round). One tab stop per strip; arrow keys move.
+// light up (and the other way round). One tab stop per strip; arrow keys move. The strips
+// show words or pieces (words.js): the chips, the matrix and the hints are in that unit.
 
 import { el, pct } from "./util.js";
+import { crossIn, meanRows, wordsDiffer, wordsOf } from "./words.js";
 
 const SPECIAL = new Set(["</s>", "<s>", "<unk>", "<pad>"]);
 
@@ -100,21 +102,33 @@ export class TokenLinker {
     bind(targetBox, "target");
   }
 
-  set(result, matrix) {
+  /** A new result; `matrix` (target pieces x source pieces, or null) shown in `unit`. */
+  set(result, matrix, unit = "pieces") {
     this.result = result;
-    this.matrix = matrix;
+    this.unit = unit;
+    this.words = { source: wordsOf(result, "source"), target: wordsOf(result, "target") };
     const unknown = new Set(result.unknown_source_tokens || []);
-    this.sourceChips = result.source_tokens.map((tok, i) => chip(tok, i, { unknown: unknown.has(i) }));
-    this.targetChips = result.target_tokens.map((tok, i) =>
-      chip(tok, i, { extraClass: result.steps?.[i]?.forced ? "forced" : "" }),
-    );
+    const forced = (i) => Boolean(result.steps?.[i]?.forced);
+    const some = (w, test) => Array.from({ length: w.end - w.start }, (_, k) => w.start + k).some(test);
+    if (unit === "words") {
+      this.labels = { source: this.words.source.map((w) => w.word), target: this.words.target.map((w) => w.word) };
+      this.sourceChips = this.words.source.map((w, k) => chip(w.word, k, { unknown: some(w, (i) => unknown.has(i)) }));
+      this.targetChips = this.words.target.map((w, k) => chip(w.word, k, { extraClass: some(w, forced) ? "forced" : "" }));
+    } else {
+      this.labels = { source: result.source_tokens, target: result.target_tokens };
+      this.sourceChips = result.source_tokens.map((tok, i) => chip(tok, i, { unknown: unknown.has(i) }));
+      this.targetChips = result.target_tokens.map((tok, i) => chip(tok, i, { extraClass: forced(i) ? "forced" : "" }));
+    }
+    this.sourceBox.dataset.unit = unit;
+    this.targetBox.dataset.unit = unit;
     this.sourceBox.replaceChildren(...this.sourceChips);
     this.targetBox.replaceChildren(...this.targetChips);
-    this.clear();
+    this.setMatrix(matrix);
   }
 
+  /** The (target pieces, source pieces) matrix the strips link by (null: none). */
   setMatrix(matrix) {
-    this.matrix = matrix;
+    this.matrix = matrix && this.unit === "words" ? crossIn(this.result, matrix, "words").matrix : matrix;
     this.clear();
   }
 
@@ -122,8 +136,8 @@ export class TokenLinker {
   highlight(side, index) {
     if (!this.result) return;
     this.clear(false);
-    const src = this.result.source_tokens;
-    const tgt = this.result.target_tokens;
+    const src = this.labels.source;
+    const tgt = this.labels.target;
     const own = side === "target" ? this.targetChips : this.sourceChips;
     own[index]?.classList.add("active");
     if (!this.matrix) {
@@ -149,7 +163,26 @@ export class TokenLinker {
     this.sourceChips[s]?.classList.add("active");
     paint(this.sourceChips, this.matrix[t]);
     const w = this.matrix[t]?.[s];
-    this.hint.textContent = `“${this.result.target_tokens[t]}” → “${this.result.source_tokens[s]}”: weight ${w?.toFixed(3)}`;
+    this.hint.textContent = `“${this.labels.target[t]}” → “${this.labels.source[s]}”: weight ${w?.toFixed(3)}`;
+  }
+
+  /** An alignment link between target word t and source word s (indices of the words):
+   * in pieces, all the pieces of both words, the source painted with the word's mean row. */
+  link(t, s) {
+    if (this.unit === "words" || !wordsDiffer(this.result)) {
+      this.cell(t, s);
+      return;
+    }
+    const tw = this.words?.target[t];
+    const sw = this.words?.source[s];
+    if (!tw || !sw || !this.matrix) return;
+    this.clear(false);
+    for (let i = tw.start; i < tw.end; i += 1) this.targetChips[i]?.classList.add("active");
+    for (let i = sw.start; i < sw.end; i += 1) this.sourceChips[i]?.classList.add("active");
+    const row = meanRows(this.matrix, [[tw.start, tw.end]])[0];
+    paint(this.sourceChips, row);
+    const w = row.slice(sw.start, sw.end).reduce((a, b) => a + b, 0);
+    this.hint.textContent = `“${tw.word}” → “${sw.word}”: weight ${w.toFixed(3)} (source pieces summed, target pieces averaged)`;
   }
 
   clear(resetHint = true) {

@@ -2,6 +2,9 @@
 // attention (heatmap, every head, decoder, beam search, saliency, what-if), each drawn when
 // first shown. Multi-head and Transformer models: a layer, a head and (Transformer) a kind
 // of attention (cross, encoder self, decoder self) choose what the heatmap and the grid draw.
+// Subword models: the strips, the heatmap, the decoder and the what-if show words or pieces
+// (one Words / Pieces choice for the page, words.js); the heads, beam search and saliency
+// views stay over pieces and say so.
 
 import { ApiError, postJSON } from "./api.js";
 import { BeamView } from "./beam.js";
@@ -12,6 +15,7 @@ import { drawHeatmap, noAttentionPanel, parsePharaoh, showPlotError } from "./he
 import { SaliencyView } from "./saliency.js";
 import { TokenLinker } from "./tokens.js";
 import { WhatIf } from "./whatif.js";
+import { checkSpans, crossIn, decoderInputWords, onUnit, spansOf, toWords, UnitToggle, unitFor, wordsDiffer, wordsOf } from "./words.js";
 import { $, download, el, fieldError, fmt, nextFrame, plotlyReady, readData, setBusy, slug } from "./util.js";
 
 const LANGS = { en: "English", fr: "French" };
@@ -46,6 +50,7 @@ const state = {
   matrix: null,
   controller: null,
   tab: "heatmap",
+  mainStale: false, // the Words / Pieces choice changed while another tab showed
   seq: 0,
   // what the heatmap and the grid show: a kind of attention, a layer, a head ("mean" = the
   // average of the layer's heads); views = checks.js headViews of the response
@@ -70,6 +75,7 @@ const beamView = resultBox
 const whatIf = resultBox ? new WhatIf($("#panel-whatif")) : null;
 const headGrid = resultBox ? new HeadGrid($("#panel-heads"), { onPick: (layer, head) => pickHead(layer, head) }) : null;
 const saliency = resultBox ? new SaliencyView($("#panel-saliency")) : null;
+const unitToggles = [...document.querySelectorAll(".unit-toggle")].map((node) => new UnitToggle(node));
 
 // -- the form -------------------------------------------------------------------------------
 
@@ -167,7 +173,10 @@ async function show(result, request, keepTab) {
 
   setupHeads(result, sameModel);
   state.matrix = matrixFor(state.kind);
-  linker.set(result, matrixFor("cross"));
+  const differ = wordsDiffer(result);
+  for (const toggle of unitToggles) toggle.show(differ);
+  for (const note of document.querySelectorAll(".piece-note")) note.hidden = !differ;
+  linker.set(result, matrixFor("cross"), unitFor(result));
   decoder.set(result, result.attention);
   beamView.set(result);
   whatIf.set(result, request);
@@ -257,6 +266,62 @@ function matrixFor(kind, layer = state.layer, head = state.head) {
   return state.means.get(key);
 }
 
+/** The Words / Pieces choice changed: every view in words or pieces draws again. */
+async function changeUnit() {
+  const r = state.result;
+  if (!r || !wordsDiffer(r)) return;
+  linker.set(r, matrixFor("cross"), unitFor(r));
+  // the heatmap is sized to its panel: drawn when its tab shows
+  if (state.tab === "heatmap") await Promise.all([drawMain(), decoder.refresh(), whatIf.refresh()]);
+  else {
+    state.mainStale = true;
+    await Promise.all([decoder.refresh(), whatIf.refresh()]);
+  }
+}
+
+/**
+ * The matrix drawn in the heatmap in the page's unit: {matrix, rows, cols, problem} and
+ * kindAxes's names. Words: rows and columns are words, pieces aggregated (words.js); for
+ * self-attention both axes are words (the decoder's inputs: <s>, then the words it wrote).
+ */
+function inUnit(kind, matrix, unit) {
+  const r = state.result;
+  const axes = kindAxes(r, state.views, kind);
+  if (unit !== "words") return { ...axes, matrix, problem: null };
+  if (kind === "cross") return { ...axes, axes: WORD_AXES, ...crossIn(r, matrix, unit) };
+  const src = r.source_words;
+  const tgt = r.target_words;
+  if (kind === "encoder") {
+    const problem = checkSpans(src, r.source_tokens, "source");
+    if (problem) return { ...axes, problem };
+    const labels = src.map((w) => w.word);
+    return { ...axes, matrix: toWords(matrix, spansOf(src), spansOf(src)), rows: labels, cols: labels, problem };
+  }
+  const inputs = decoderInputWords(tgt || [], axes.cols.length);
+  const problem = checkSpans(tgt, r.target_tokens, "target") || checkSpans(inputs, axes.cols, "decoder input");
+  if (problem) return { ...axes, problem };
+  return {
+    ...axes,
+    matrix: toWords(matrix, spansOf(tgt), spansOf(inputs)),
+    rows: tgt.map((w) => w.word),
+    cols: inputs.map((w) => w.word),
+    problem,
+  };
+}
+
+const WORD_AXES = {
+  rows: (n) => `the translation has ${n} target words`,
+  cols: (n) => `the source has ${n} words`,
+};
+
+// the captions of a subword model: how words are made of pieces, or what the pieces are
+const WORD_RULE = "A word cut into several pieces gets the sum of its pieces' weights as a column and the mean of its pieces' rows as a row, so each row still sums to 1.";
+const PIECE_CAPTIONS = {
+  cross: ["Rows: the French pieces in the order they were written (one decoder step each; ▁ begins a word). Columns: the English pieces the model reads.", "each piece's column with the most weight"],
+  encoder: ["Rows and columns: the English pieces (▁ begins a word). Each row is one piece as the encoder reads the sentence again, and how much it looks at every piece.", "each row's column with the most weight"],
+  decoder: ["Rows: the French pieces written. Columns: what the decoder had read when it wrote each of them (<s>, then the pieces already written): it can only look back, so the upper triangle is empty.", "each row's column with the most weight"],
+};
+
 const CAPTIONS = {
   cross: ["Rows: the French words in the order they were written. Columns: the English words.", "each word's alignment (its column with the most weight)"],
   encoder: ["Rows and columns: the English words. Each row is one word as the encoder reads the sentence again, and how much it looks at every word.", "each row's column with the most weight"],
@@ -292,17 +357,21 @@ async function drawGrid() {
   await headGrid.draw({ result: state.result, views, kind, layer, head });
 }
 
+/** The alignment: Pharaoh links between words (indices of source_words, target_words). */
 function renderLinks(r) {
   $("#pharaoh").textContent = r.alignment || "(none)";
   const links = parsePharaoh(r.alignment);
   const lang = byName.get(r.model)?.target_lang;
+  const src = wordsOf(r, "source");
+  const tgt = wordsOf(r, "target");
+  const weights = r.word_attention || r.attention;
   $("#links").replaceChildren(
     ...links.map(({ s, t }) =>
-      el("li", { onmouseenter: () => linker.cell(t, s), onmouseleave: () => linker.clear() }, [
-        el("span", { text: r.target_tokens[t], lang }),
+      el("li", { onmouseenter: () => linker.link(t, s), onmouseleave: () => linker.clear() }, [
+        el("span", { text: tgt[t]?.word ?? "?", lang }),
         el("span", { class: "arrow", text: "←" }),
-        el("span", { text: r.source_tokens[s] }),
-        el("span", { class: "w", text: r.attention ? r.attention[t][s].toFixed(2) : "" }),
+        el("span", { text: src[s]?.word ?? "?" }),
+        el("span", { class: "w", text: typeof weights?.[t]?.[s] === "number" ? weights[t][s].toFixed(2) : "" }),
       ]),
     ),
   );
@@ -310,31 +379,44 @@ function renderLinks(r) {
 
 async function drawMain() {
   const r = state.result;
+  state.mainStale = false;
   renderLinks(r);
+  const unit = unitFor(r);
+  const differ = wordsDiffer(r);
   if (!r.attention) {
     noAttentionPanel(heatmap);
+    heatmap.dataset.unit = unit;
     return;
   }
   const { kind, layer, head, views } = state;
-  const matrix = state.matrix;
-  const axes = kindAxes(r, views, kind);
+  const axes = inUnit(kind, state.matrix, unit);
+  if (axes.problem) {
+    showPlotError(heatmap, axes.problem);
+    heatmap.dataset.unit = unit;
+    return;
+  }
+  const matrix = axes.matrix;
   const cross = kind === "cross";
-  const [axesText, outlineText] = CAPTIONS[kind];
-  $("#heat-axes").textContent = axesText;
+  const [axesText, outlineText] = (differ && unit === "pieces" ? PIECE_CAPTIONS : CAPTIONS)[kind];
+  $("#heat-axes").textContent = differ && unit === "words" ? `${axesText} ${WORD_RULE}` : axesText;
   $("#heat-outline").textContent = outlineText;
   const which = views
     ? `, layer ${layer + 1}${head === "mean" ? `, average of ${views.heads} heads` : `, head ${Number(head) + 1}`}`
     : "";
+  const tokens = differ ? unit : "tokens"; // a word-level model: words are its tokens
+  // the service's alignment links words: outlined where the heatmap shows them
+  const aligned = cross && state.matrix === r.attention && (unit === "words" || !differ);
   await drawHeatmap(heatmap, matrix, axes.rows, axes.cols, {
-    links: cross && matrix === r.attention ? parsePharaoh(r.alignment) : undefined,
+    links: aligned ? parsePharaoh(r.alignment) : undefined,
     filename: views ? `${fileStem()}-${kind}-L${layer + 1}-${head === "mean" ? "avg" : `H${Number(head) + 1}`}` : fileStem(),
     what: axes.what,
     axes: axes.axes,
-    label: `${axes.what[0].toUpperCase()}${axes.what.slice(1)} heatmap${which}: ${axes.rows.length} ${axes.rowName} tokens (rows) by ${axes.cols.length} ${axes.colName} tokens (columns)`,
+    label: `${axes.what[0].toUpperCase()}${axes.what.slice(1)} heatmap${which}: ${axes.rows.length} ${axes.rowName} ${tokens} (rows) by ${axes.cols.length} ${axes.colName} ${tokens} (columns)`,
     onHover: cross ? (t, s) => linker.cell(t, s) : undefined,
     onUnhover: cross ? () => linker.clear() : undefined,
   });
   heatmap.dataset.view = `${kind}:${layer}:${head}`;
+  heatmap.dataset.unit = unit; // after drawing: a test waiting for it finds the new plot
 }
 
 function fileStem() {
@@ -354,6 +436,7 @@ async function showTab(name) {
     else if (name === "beam") await beamView.show();
     else if (name === "saliency") await saliency.show();
     else if (name === "whatif") await whatIf.show();
+    else if (name === "heatmap" && state.mainStale) await drawMain();
   } catch (error) {
     showPlotError($(`#panel-${name} .plot`) || heatmap, String(error.message || error));
   }
@@ -402,6 +485,7 @@ if (form) {
     }
   });
   text.addEventListener("input", () => fieldError(text, textError, null));
+  onUnit(() => changeUnit());
   exampleSelect.addEventListener("change", () => {
     const e = examples[Number(exampleSelect.value)];
     if (!e) return;

@@ -1,10 +1,14 @@
 // What-if: block source words (the decoder may not attend to them) and/or force the
 // beginning of the translation, translate again, and compare attention before and after.
+// A blocked word is a whole word: the request names it in `masked_words` (indices of
+// source_words) and the service masks every piece of it. The heatmaps follow the page's
+// Words / Pieces choice (words.js).
 
 import { ApiError, postJSON } from "./api.js";
-import { drawHeatmap, noAttentionPanel } from "./heatmap.js";
+import { drawHeatmap, noAttentionPanel, showPlotError } from "./heatmap.js";
 import { chip, rovingFocus } from "./tokens.js";
-import { fieldError, setBusy } from "./util.js";
+import { fieldError, range, setBusy } from "./util.js";
+import { crossIn, piecesOfWords, unitFor, wordsOf } from "./words.js";
 
 export class WhatIf {
   constructor(root) {
@@ -41,7 +45,7 @@ export class WhatIf {
     this.afterResult = null;
     this.dirty = true;
     this.prefix.value = "";
-    this.prefix.placeholder = result.target_tokens.slice(0, 2).filter((t) => t !== "</s>").join(" ");
+    this.prefix.placeholder = wordsOf(result, "target").slice(0, 2).map((w) => w.word).filter((w) => w !== "</s>").join(" ");
     fieldError(this.prefix, this.error, null);
   }
 
@@ -53,15 +57,32 @@ export class WhatIf {
     node.setAttribute("aria-pressed", String(this.blocked.has(i)));
   }
 
+  /** The Words / Pieces choice changed: the heatmaps are drawn again (if the tab shows). */
+  async refresh() {
+    if (!this.result || this.dirty) return;
+    this.stale = true;
+    if (!this.root.hidden) await this.show();
+  }
+
   async show() {
-    if (!this.result || !this.dirty) return;
+    if (!this.result) return;
+    if (!this.dirty) {
+      if (!this.stale) return;
+      this.stale = false; // the chips are words either way: only the heatmaps change
+      await this.drawBefore();
+      if (this.afterResult) await this.drawAfter();
+      return;
+    }
     this.dirty = false;
+    this.stale = false;
     const hasAttention = Boolean(this.result.attention);
     const unknown = new Set(this.result.unknown_source_tokens || []);
+    // one chip per source word (the end token too): blocking a word blocks all its pieces
     this.sourceBox.replaceChildren(
-      ...this.result.source_tokens.map((tok, i) => {
-        const node = chip(tok, i, { unknown: unknown.has(i) });
+      ...wordsOf(this.result, "source").map((w, k) => {
+        const node = chip(w.word, k, { unknown: range(w.end - w.start).some((i) => unknown.has(w.start + i)) });
         node.setAttribute("aria-pressed", "false");
+        if (w.end - w.start > 1) node.title = `${w.end - w.start} pieces: blocking the word blocks them all`;
         node.disabled = !hasAttention;
         return node;
       }),
@@ -69,13 +90,7 @@ export class WhatIf {
     this.noAttn.hidden = hasAttention;
     this.beforeText.textContent = this.result.translation;
     this.afterText.textContent = "";
-    if (hasAttention) {
-      await drawHeatmap(this.before, this.result.attention, this.result.target_tokens, this.result.source_tokens, {
-        compact: true,
-        showScale: false,
-        filename: "attnviz-before",
-      });
-    } else noAttentionPanel(this.before, true);
+    await this.drawBefore();
     if (this.afterResult) await this.drawAfter();
     else {
       if (window.Plotly && this.after.classList.contains("js-plotly-plot")) window.Plotly.purge(this.after);
@@ -92,13 +107,13 @@ export class WhatIf {
       include_heads: false, // the what-if view draws the `attention` only
       include_saliency: false,
       forced_prefix: this.prefix.value.trim() || null,
-      masked_source: this.blocked.size ? [...this.blocked].sort((a, b) => a - b) : null,
+      masked_words: this.blocked.size ? [...this.blocked].sort((a, b) => a - b) : null,
     };
     fieldError(this.prefix, this.error, null);
     setBusy(this.button, true, "Translating…");
     try {
       this.afterResult = await postJSON("/api/translate", body);
-      this.afterMasked = body.masked_source || [];
+      this.afterMasked = body.masked_words || []; // word indices
       await this.drawAfter();
     } catch (error) {
       if (error.name === "AbortError") return;
@@ -109,19 +124,37 @@ export class WhatIf {
     }
   }
 
+  /** One result's attention in the page's unit, into `div`; masked: blocked word indices. */
+  async drawOne(div, r, { masked = [], filename }) {
+    if (!r.attention) {
+      noAttentionPanel(div, true);
+      return;
+    }
+    const unit = unitFor(r);
+    const shown = crossIn(r, r.attention, unit);
+    if (shown.problem) {
+      showPlotError(div, shown.problem);
+      return;
+    }
+    const forcedPieces = (r.steps || []).filter((step) => step.forced).length;
+    const words = unit === "words";
+    await drawHeatmap(div, shown.matrix, shown.rows, shown.cols, {
+      compact: true,
+      showScale: false,
+      masked: words ? masked : piecesOfWords(wordsOf(r, "source"), masked),
+      forced: words ? shown.rowWords.filter((w) => w.end <= forcedPieces).length : forcedPieces,
+      filename,
+    });
+    div.dataset.unit = unit;
+  }
+
+  async drawBefore() {
+    await this.drawOne(this.before, this.result, { filename: "attnviz-before" });
+  }
+
   async drawAfter() {
     const r = this.afterResult;
     this.afterText.textContent = r.translation;
-    if (!r.attention) {
-      noAttentionPanel(this.after, true);
-      return;
-    }
-    await drawHeatmap(this.after, r.attention, r.target_tokens, r.source_tokens, {
-      compact: true,
-      showScale: false,
-      masked: this.afterMasked,
-      forced: (r.steps || []).filter((step) => step.forced).length,
-      filename: "attnviz-after",
-    });
+    await this.drawOne(this.after, r, { masked: this.afterMasked, filename: "attnviz-after" });
   }
 }

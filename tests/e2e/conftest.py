@@ -4,7 +4,8 @@ models, driven by Debian's chromium through Playwright.
 Models: the bundled ones (checkpoints/, or ATTNVIZ_TEST_MODELS_DIR) when there are any,
 else tiny real models trained for a few seconds on data/sample (the helpers of the
 service tests). A multi-head model and a Transformer are trained tiny beside the bundled
-ones when none is bundled (their names are in E2EModels.trained). Screenshots go to a
+ones when none is bundled, and a tiny subword (SentencePiece) model always, for the words /
+pieces views (their names are in E2EModels.trained). Screenshots go to a
 temporary folder, so a test run leaves the work tree as it was; ATTNVIZ_SCREENSHOTS=DIR
 chooses the folder, and `make screenshots` sets it to docs/screenshots/ to retake the
 README's pictures, which needs the bundled models (tiny models translate badly: their
@@ -39,6 +40,7 @@ from tests.app.support import (
     make_settings,
     pick,
     train_tiny,
+    train_tiny_subword,
     train_tiny_transformer,
 )
 
@@ -52,6 +54,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
+SUBWORD = "en-fr-subword"  # the tiny SentencePiece model (tests.app.support.train_tiny_subword)
 SCREENSHOTS = REPO / "docs" / "screenshots"
 
 
@@ -63,6 +66,7 @@ class E2EModels:
     bundled: bool
     transformer: str | None = None  # a Transformer (layers x heads, self-attention)
     trained: frozenset[str] = frozenset()  # models trained tiny for the tests (bad pictures)
+    subword: str = SUBWORD  # a subword model: words of several pieces (trained tiny)
 
     def pictured(self, name: str) -> bool:
         """Whether screenshots of `name` belong in the README (a real, bundled model)."""
@@ -87,6 +91,13 @@ def _train_tiny_multihead(root: Path) -> None:
         device="cpu",
     )
     train(cfg, progress_bar=False)
+
+
+def _train_subword(root: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The tiny subword model, trained beside (its corpus folder would be a model folder
+    that fails to load) and linked into the models folder."""
+    built = train_tiny_subword(tmp_path_factory.mktemp("e2e-subword"), SUBWORD)
+    (root / SUBWORD).symlink_to(built, target_is_directory=True)
 
 
 def _attention(card: dict[str, object]) -> str:
@@ -130,6 +141,11 @@ def e2e_models(tmp_path_factory: pytest.TempPathFactory) -> E2EModels:
         if not transformers:
             train_tiny_transformer(root)
             trained.add("en-fr-transformer")
+        if SUBWORD in found:  # one trained before (ATTNVIZ_TEST_MODELS_DIR): used as it is
+            (root / SUBWORD).symlink_to(found[SUBWORD][0], target_is_directory=True)
+        else:
+            _train_subword(root, tmp_path_factory)
+        trained.add(SUBWORD)
         return E2EModels(
             root,
             chosen,
@@ -142,13 +158,14 @@ def e2e_models(tmp_path_factory: pytest.TempPathFactory) -> E2EModels:
     train_tiny(root)
     _train_tiny_multihead(root)
     train_tiny_transformer(root)
+    _train_subword(root, tmp_path_factory)
     return E2EModels(
         root,
         pick(cards(root), root, bundled=False),
         "en-fr-multihead",
         False,
         transformer="en-fr-transformer",
-        trained=frozenset({"en-fr-multihead", "en-fr-transformer"}),
+        trained=frozenset({"en-fr-multihead", "en-fr-transformer", SUBWORD}),
     )
 
 
