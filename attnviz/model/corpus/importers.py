@@ -24,7 +24,6 @@ hyphens dropped), the same rule the tokenizers apply to what a user types.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import random
 from collections import defaultdict
@@ -32,20 +31,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from attnviz.model.checkpoint import file_sha256
 from attnviz.model.corpus.readers import CorpusError
 from attnviz.model.normalize import normalize_text
 
 KINDS = ("tatoeba", "multi30k", "hansards")
 TATOEBA_TEST = 2500
 TATOEBA_VALID = 1000
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -72,7 +64,7 @@ def _write_meta(out: Path, meta: dict[str, Any]) -> None:
 
 
 def _source_entry(path: Path) -> dict[str, Any]:
-    return {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size}
+    return {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
 
 
 # -- Tatoeba -------------------------------------------------------------------------------
